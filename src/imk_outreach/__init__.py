@@ -1,0 +1,7 @@
+"""imk-outreach: gather cluster news, compose bilingual editions, deliver them."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

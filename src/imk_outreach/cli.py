@@ -1,0 +1,286 @@
+"""The ``imk-outreach`` command: parse input, call one service, format the result.
+
+Exit codes: 0 done, 1 bad input or a failed step, 2 usage, 3 partly done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from imk_outreach import __version__
+from imk_outreach.config import Settings, load_settings, parse_duration
+from imk_outreach.errors import ImkError
+from imk_outreach.models import NewsItem, SourceReport
+from imk_outreach.services import catalog, ingest
+from imk_outreach.services.demo import DEMO_SECTIONS, group_for_demo
+
+log = logging.getLogger("imk_outreach")
+
+
+def _console() -> Console:
+    # Piped output keeps a readable width instead of rich's 80-column fallback.
+    return Console(width=None if sys.stdout.isatty() else 140, highlight=False)
+
+
+def _local(settings: Settings, moment: datetime | None) -> str:
+    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+# -- gather ----------------------------------------------------------------------------------------
+
+
+def cmd_gather(settings: Settings, args: argparse.Namespace) -> int:
+    result = ingest.gather(settings, args.source or None)
+    if args.json:
+        _print_json({"sources": [_report_json(r) for r in result.reports]})
+    else:
+        _print_gather(result.reports)
+    return result.exit_code
+
+
+def _report_json(report: SourceReport) -> dict[str, Any]:
+    return {
+        "name": report.name,
+        "status": report.status,
+        "new": report.new,
+        "updated": report.updated,
+        "seen": report.seen,
+        "error": report.error,
+        "warning": report.warning,
+    }
+
+
+def _print_gather(reports: Sequence[SourceReport]) -> None:
+    console = _console()
+    table = Table(title="Gathered sources")
+    for column in ("source", "status", "new", "updated", "note"):
+        table.add_column(column, justify="right" if column in ("new", "updated") else "left")
+    styles = {"ok": "green", "not_modified": "cyan", "error": "bold red"}
+    for r in reports:
+        note = r.error or r.warning or ""
+        status = r.status.replace("_", " ")
+        table.add_row(r.name, f"[{styles[r.status]}]{status}[/]", str(r.new), str(r.updated), note)
+    console.print(table)
+    failed = sum(1 for r in reports if r.status == "error")
+    console.print(
+        f"{len(reports) - failed} of {len(reports)} sources read, {failed} failed; "
+        f"{sum(r.new for r in reports)} new items, {sum(r.updated for r in reports)} updated."
+    )
+
+
+# -- items -----------------------------------------------------------------------------------------
+
+
+def cmd_items(settings: Settings, args: argparse.Namespace) -> int:
+    since = parse_duration(args.since) if args.since else None
+    items = catalog.find_items(settings, since, args.tag or (), args.source or (), datetime.now(UTC), args.limit)
+    if args.json:
+        _print_json({"items": [item_json(i) for i in items]})
+        return 0
+    _print_items(settings, items, "Items")
+    return 0
+
+
+def item_json(item: NewsItem) -> dict[str, Any]:
+    """The documented ``items --json`` shape of one item."""
+    return {
+        "id": item.id,
+        "source": item.source,
+        "sources": list(item.sources),
+        "url": item.url,
+        "title": item.title,
+        "summary_html": item.summary_html,
+        "published_at": item.published_at.isoformat(),
+        "date_estimated": item.date_estimated,
+        "language": item.language,
+        "tags": list(item.tags),
+        "image": item.image,
+        "translations": {
+            lang: {"title": t.title, "summary_html": t.summary_html} for lang, t in item.translations.items()
+        },
+    }
+
+
+def _items_table(settings: Settings, items: Sequence[NewsItem], title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("published", no_wrap=True)
+    table.add_column("lang", no_wrap=True)
+    table.add_column("title", ratio=3)
+    table.add_column("tags", ratio=1)
+    table.add_column("source", ratio=1)
+    for item in items:
+        date = _local(settings, item.published_at)
+        if item.date_estimated:
+            date = f"{date[:10]} [yellow](undated)[/]"
+        langs = "+".join([item.language, *sorted(item.translations)])
+        table.add_row(date, langs, item.title, ", ".join(item.tags), ", ".join(item.sources))
+    return table
+
+
+def _print_items(settings: Settings, items: Sequence[NewsItem], title: str) -> None:
+    console = _console()
+    if not items:
+        console.print("No items match. Run 'imk-outreach gather' first, or widen --since.")
+        return
+    console.print(_items_table(settings, items, f"{title} ({len(items)})"))
+
+
+# -- sources ---------------------------------------------------------------------------------------
+
+
+def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
+    statuses = catalog.source_statuses(settings)
+    if args.json:
+        _print_json({"sources": [_status_json(s) for s in statuses]})
+        return 0
+    table = Table(title="Sources")
+    for column in ("source", "type", "state", "last success", "failures", "seen", "stored", "last error / warning"):
+        table.add_column(column)
+    styles = {"ok": "green", "warning": "yellow", "failing": "bold red", "never gathered": "dim"}
+    for s in statuses:
+        h = s.health
+        problem = (h.last_error if h and h.last_status == "error" else h.last_warning if h else "") or ""
+        if h and h.last_status == "error" and h.last_error_at:
+            problem = f"{_local(settings, h.last_error_at)}: {problem}"
+        table.add_row(
+            s.name,
+            s.type,
+            f"[{styles[s.state]}]{s.state}[/]",
+            _local(settings, h.last_success_at if h else None),
+            str(h.consecutive_failures if h else 0),
+            str(h.items_seen if h else 0),
+            str(s.stored),
+            problem,
+        )
+    _console().print(table)
+    return 0
+
+
+def _status_json(s: catalog.SourceStatus) -> dict[str, Any]:
+    h = s.health
+    iso = lambda d: d.isoformat() if d else None  # noqa: E731
+    return {
+        "name": s.name,
+        "type": s.type,
+        "url": s.url,
+        "state": s.state,
+        "last_run_at": iso(h.last_run_at) if h else None,
+        "last_status": h.last_status if h else None,
+        "last_success_at": iso(h.last_success_at) if h else None,
+        "last_error": h.last_error if h else None,
+        "last_error_at": iso(h.last_error_at) if h else None,
+        "last_warning": h.last_warning if h else None,
+        "consecutive_failures": h.consecutive_failures if h else 0,
+        "items_seen": h.items_seen if h else 0,
+        "stored": s.stored,
+    }
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    console = _console()
+    console.rule("[bold]imk-outreach demo: gathering the bundled sample sources")
+    result = ingest.gather(settings)
+    _print_gather(result.reports)
+    items = catalog.find_items(settings)
+    groups = group_for_demo(items, settings.languages)
+    for (section, language), members in groups:
+        console.print(_items_table(settings, members, f"{DEMO_SECTIONS[section]} - {language}"))
+    console.rule("[bold]Where to look")
+    console.print(f"database:      {settings.database_url}  (config: {settings.config_path})")
+    console.print("items:         imk-outreach items --since 30d   (or --json, --tag film, --source bfi-news)")
+    console.print("source health: imk-outreach sources")
+    return result.exit_code
+
+
+# -- plumbing --------------------------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="path of config.yaml (default: ./config.yaml, or $IMK_CONFIG)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+    parser = argparse.ArgumentParser(
+        prog="imk-outreach",
+        description="Gather cluster news, compose bilingual newsletters and posts, deliver them.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"imk-outreach {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("gather", parents=[common], help="fetch sources and store new items")
+    p.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("items", parents=[common], help="list stored items")
+    p.add_argument("--since", metavar="AGE", help="published within AGE, e.g. 7d, 12h, 2w")
+    p.add_argument("--tag", action="append", metavar="T", help="with this tag (repeatable: any of them)")
+    p.add_argument("--source", action="append", metavar="S", help="from this source (repeatable)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N items")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_items)
+
+    p = sub.add_parser("sources", parents=[common], help="health of every configured source")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("demo", parents=[common], help="the end-to-end tour on the sample sources")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if getattr(args, "since", None):
+        try:
+            parse_duration(args.since)
+        except ValueError as exc:
+            parser.error(f"--since: {exc}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate_args(parser, args)
+    verbosity = getattr(args, "verbose", 0)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbosity, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = getattr(args, "config", None) or os.environ.get("IMK_CONFIG")
+    try:
+        settings = load_settings(config)
+        code: int = args.func(settings, args)
+        return code
+    except ImkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""The only code that speaks SQL: tables, store functions and migrations."""

@@ -1,0 +1,111 @@
+"""SQLAlchemy Core tables. Migrations in ``migrations/versions`` must create exactly this schema
+(a test compares them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the database; every datetime must be aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("type", String(20), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("last_run_at", UTCDateTime),
+    Column("last_status", String(20)),
+    Column("last_success_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime),
+    Column("last_warning", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("items_seen", Integer, nullable=False, default=0),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("summary_html", Text, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("date_estimated", Boolean, nullable=False, default=False),
+    Column("language", String(8), nullable=False),
+    Column("image", Text),
+    Column("translations", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_items_published_at", "published_at"),
+)
+
+# Tags and sources of an item live in their own tables so selection by tag or source is plain SQL
+# on both SQLite and PostgreSQL (no JSON operators).
+item_tags = Table(
+    "item_tags",
+    metadata,
+    Column("item_id", String(40), ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(100), primary_key=True),
+    Index("ix_item_tags_tag", "tag"),
+)
+
+item_sources = Table(
+    "item_sources",
+    metadata,
+    Column("item_id", String(40), ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("source", String(100), primary_key=True),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Index("ix_item_sources_source", "source"),
+)

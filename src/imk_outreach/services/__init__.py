@@ -1,0 +1,1 @@
+"""Use cases: the only layer that puts stages and the database together."""
