@@ -18,6 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from imk_outreach.config import Settings, database_url, load_settings, parse_duration
 from imk_outreach.errors import ConfigError, ConfigErrors
@@ -39,7 +40,7 @@ def test_config_of_only_sources_gets_defaults(tmp_path: Path) -> None:
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "sources: []\n"))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.timezone = "UTC"  # type: ignore[misc]
 
 
@@ -105,7 +106,9 @@ def test_env_reference_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert database_url(settings) == f"sqlite:///{(tmp_path / 'elsewhere.db').resolve()}"
 
 
-def test_missing_env_reference_names_key_and_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_env_reference_names_key_and_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("IMK_NOT_SET", raising=False)
     [message] = errors_of(write(tmp_path, "sources: []\npublic_url: ${IMK_NOT_SET}\n"))
     assert ":2:1: public_url: environment variable IMK_NOT_SET is not set" in message
@@ -135,8 +138,14 @@ def test_missing_file_has_hint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30m", timedelta(minutes=30)), ("1h30m", timedelta(minutes=90)), ("7d", timedelta(days=7)),
-     ("2w", timedelta(weeks=2)), ("90s", timedelta(seconds=90)), ("2H", timedelta(hours=2))],
+    [
+        ("30m", timedelta(minutes=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("7d", timedelta(days=7)),
+        ("2w", timedelta(weeks=2)),
+        ("90s", timedelta(seconds=90)),
+        ("2H", timedelta(hours=2)),
+    ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

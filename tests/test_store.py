@@ -113,7 +113,9 @@ def test_naive_datetime_is_refused(engine: Engine) -> None:
 def test_list_items_filters(engine: Engine) -> None:
     with engine.begin() as conn:
         store.upsert_items(conn, "iot", [item(1), item(5, tags=("film",)), item(40)], NOW)
-        store.upsert_items(conn, "bfi", [item(7, source="bfi", url="https://example.org/b", tags=("fintech",))], NOW)
+        store.upsert_items(
+            conn, "bfi", [item(7, source="bfi", url="https://example.org/b", tags=("fintech",))], NOW
+        )
         assert [i.id for i in store.list_items(conn)] == ["id1", "id5", "id7", "id40"]
         assert [i.id for i in store.list_items(conn, since=NOW - timedelta(days=6))] == ["id1", "id5"]
         assert [i.id for i in store.list_items(conn, tags=["film", "fintech"])] == ["id5", "id7"]

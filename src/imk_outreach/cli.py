@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imk_outreach import __version__
-from imk_outreach.config import Settings, load_settings, parse_duration
+from imk_outreach.config import Settings, database_url, load_settings, parse_duration
 from imk_outreach.errors import ImkError
 from imk_outreach.models import NewsItem, SourceReport
 from imk_outreach.services import catalog, ingest
@@ -84,7 +84,9 @@ def _print_gather(reports: Sequence[SourceReport]) -> None:
 
 def cmd_items(settings: Settings, args: argparse.Namespace) -> int:
     since = parse_duration(args.since) if args.since else None
-    items = catalog.find_items(settings, since, args.tag or (), args.source or (), datetime.now(UTC), args.limit)
+    items = catalog.find_items(
+        settings, since, args.tag or (), args.source or (), datetime.now(UTC), args.limit
+    )
     if args.json:
         _print_json({"items": [item_json(i) for i in items]})
         return 0
@@ -145,7 +147,16 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
         _print_json({"sources": [_status_json(s) for s in statuses]})
         return 0
     table = Table(title="Sources")
-    for column in ("source", "type", "state", "last success", "failures", "seen", "stored", "last error / warning"):
+    for column in (
+        "source",
+        "type",
+        "state",
+        "last success",
+        "failures",
+        "seen",
+        "stored",
+        "last error / warning",
+    ):
         table.add_column(column)
     styles = {"ok": "green", "warning": "yellow", "failing": "bold red", "never gathered": "dim"}
     for s in statuses:
@@ -200,8 +211,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     for (section, language), members in groups:
         console.print(_items_table(settings, members, f"{DEMO_SECTIONS[section]} - {language}"))
     console.rule("[bold]Where to look")
-    console.print(f"database:      {settings.database_url}  (config: {settings.config_path})")
-    console.print("items:         imk-outreach items --since 30d   (or --json, --tag film, --source bfi-news)")
+    console.print(f"database:      {database_url(settings)}")
+    console.print(f"config:        {settings.config_path}  (sources, tagging rules; keys in docs/config.md)")
+    console.print(
+        "items:         imk-outreach items --since 30d   (or --json, --tag film, --source bfi-news)"
+    )
     console.print("source health: imk-outreach sources")
     return result.exit_code
 

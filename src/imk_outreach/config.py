@@ -127,7 +127,9 @@ class SourceSettings(Strict):
         allowed = {"item", "title", "link", "summary", "date", "image"}
         unknown = set(self.selectors or {}) - allowed
         if unknown:
-            raise ValueError(f"unknown selector {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(allowed))})")
+            raise ValueError(
+                f"unknown selector {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(allowed))})"
+            )
         return self
 
 
@@ -214,7 +216,9 @@ class Settings(Strict):
         return source.language or self.default_language
 
 
-def _expand_env(data: Any, path: tuple[str | int, ...], errors: list[tuple[tuple[str | int, ...], str]]) -> Any:
+def _expand_env(
+    data: Any, path: tuple[str | int, ...], errors: list[tuple[tuple[str | int, ...], str]]
+) -> Any:
     if isinstance(data, dict):
         return {k: _expand_env(v, (*path, k), errors) for k, v in data.items()}
     if isinstance(data, list):
@@ -306,8 +310,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
     data = _env_overrides(_expand_env(data, (), env_errors))
     if env_errors:
         raise ConfigErrors(
-            [ConfigError(doc.locate(loc), format_key_path(loc), msg, "export it before running")
-             for loc, msg in env_errors]
+            [
+                ConfigError(doc.locate(loc), format_key_path(loc), msg, "export it before running")
+                for loc, msg in env_errors
+            ]
         )
     for reserved in ("config_path", "base_dir"):
         data.pop(reserved, None)
@@ -323,5 +329,5 @@ def database_url(settings: Settings) -> str:
     url = settings.database_url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + str(settings.resolve_path(url[len(prefix):]))
+        return prefix + str(settings.resolve_path(url[len(prefix) :]))
     return url

@@ -23,6 +23,11 @@ CONTENT_TYPES = {
 LAST_MODIFIED = formatdate(1_763_000_000, usegmt=True)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops concurrent connects (1 s SYN retransmit)
+    daemon_threads = True
+
+
 class FixtureServer:
     """Serves ``root``; ``routes`` maps a path to (status, headers, body) for made-up answers.
 
@@ -37,8 +42,10 @@ class FixtureServer:
         self.hits: Counter[str] = Counter()
         self.conditional_hits: Counter[str] = Counter()
         self.user_agents: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -72,7 +79,14 @@ class FixtureServer:
                 server.user_agents.append(self.headers.get("User-Agent", ""))
                 if self.headers.get("If-None-Match") or self.headers.get("If-Modified-Since"):
                     server.conditional_hits[path] += 1
-                self._serve(path)
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._serve(path)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
 
             def _serve(self, path: str) -> None:
                 if path in server.routes:
@@ -81,7 +95,9 @@ class FixtureServer:
                 parts = path.strip("/").split("/")
                 if parts[0] == "redirect" and len(parts) > 2:
                     count = int(parts[1])
-                    target = "/" + ("/".join(parts[2:]) if count <= 1 else f"redirect/{count - 1}/" + "/".join(parts[2:]))
+                    target = "/" + (
+                        "/".join(parts[2:]) if count <= 1 else f"redirect/{count - 1}/" + "/".join(parts[2:])
+                    )
                     return self._answer(302, {"Location": target}, b"")
                 if parts[0] == "slow" and len(parts) > 2:
                     time.sleep(float(parts[1]))

@@ -47,10 +47,22 @@ class PostgresServer:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+        )
         options = f"-p {self.port} -h 127.0.0.1 -k {self.datadir} -F -c fsync=off -c max_connections=200"
         log = self.datadir / "server.log"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options, "-l", str(log), "-w", "start")
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options, "-l", str(log), "-w", "start"
+        )
 
     def stop(self) -> None:
         subprocess.run(

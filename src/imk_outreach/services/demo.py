@@ -28,7 +28,9 @@ def section_of(item: NewsItem) -> str:
     return "cluster"
 
 
-def group_for_demo(items: Sequence[NewsItem], languages: Sequence[str]) -> list[tuple[tuple[str, str], list[NewsItem]]]:
+def group_for_demo(
+    items: Sequence[NewsItem], languages: Sequence[str]
+) -> list[tuple[tuple[str, str], list[NewsItem]]]:
     """Items grouped by (section, language) in section order, then configured language order."""
     groups: dict[tuple[str, str], list[NewsItem]] = {}
     for item in items:

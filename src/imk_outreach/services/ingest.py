@@ -81,7 +81,9 @@ def _selected(settings: Settings, names: Sequence[str] | None) -> list[SourceSet
     return [s for s in settings.sources if s.name in names]
 
 
-def gather(settings: Settings, names: Sequence[str] | None = None, now: datetime | None = None) -> GatherResult:
+def gather(
+    settings: Settings, names: Sequence[str] | None = None, now: datetime | None = None
+) -> GatherResult:
     """Gather the named sources (all when None) and store what is new.
 
     :param now: the clock (UTC); undated items get it as their first-seen date.
@@ -123,12 +125,19 @@ async def _read_all(
 
 
 async def _read_one(
-    client: object, settings: Settings, spec: SourceSpec, validators: Validators, limits: FetchLimits, now: datetime
+    client: object,
+    settings: Settings,
+    spec: SourceSpec,
+    validators: Validators,
+    limits: FetchLimits,
+    now: datetime,
 ) -> Outcome:
     try:
         doc = await fetch(client, spec, validators, limits)  # type: ignore[arg-type]
         result = get_source(spec.type).parse(doc, spec)
-        items, skipped = normalize_all(result, result.base_url or doc.base_url, spec, now, settings.tagging, settings.tz)
+        items, skipped = normalize_all(
+            result, result.base_url or doc.base_url, spec, now, settings.tagging, settings.tz
+        )
     except NotModified:
         return Outcome(spec, "not_modified", validators=validators)
     except SourceError as exc:

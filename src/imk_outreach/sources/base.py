@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Protocol
@@ -30,21 +31,24 @@ class Source(Protocol):
     def parse(self, doc: Document, spec: SourceSpec) -> ParseResult: ...
 
 
+@functools.cache
+def _registry() -> dict[str, str]:
+    """type name -> "module:attr"; scanning installed distributions is slow, so it happens once."""
+    targets = dict(_BUILTIN)
+    targets.update({ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return targets
+
+
 def known_types() -> list[str]:
     """Every source type name: the built-ins plus any registered through the entry-point group."""
-    names = set(_BUILTIN)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
+    return sorted(_registry())
 
 
+@functools.cache
 def get_source(type_name: str) -> Source:
-    """The adapter for ``type_name``.
+    """The adapter for ``type_name`` (adapters are stateless, so one instance serves every source).
 
     :raises KeyError: no adapter of that name.
     """
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == type_name:
-            return ep.load()()  # type: ignore[no-any-return]
-    target = _BUILTIN[type_name]
-    module_name, _, attr = target.partition(":")
+    module_name, _, attr = _registry()[type_name].partition(":")
     return getattr(import_module(module_name), attr)()  # type: ignore[no-any-return]

@@ -58,7 +58,9 @@ def upgrade() -> None:
         "item_tags",
         sa.Column("item_id", sa.String(40), nullable=False),
         sa.Column("tag", sa.String(100), nullable=False),
-        sa.ForeignKeyConstraint(["item_id"], ["items.id"], name="fk_item_tags_item_id_items", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name="fk_item_tags_item_id_items", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("item_id", "tag", name="pk_item_tags"),
     )
     op.create_index("ix_item_tags_tag", "item_tags", ["tag"])

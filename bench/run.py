@@ -1,0 +1,25 @@
+"""`make bench`: prints figures and ratios, never asserts. Each benchmark measures imk-outreach and a
+reference side by side in the same run, so machine noise hits both."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import gather_bench  # noqa: E402
+
+BENCHMARKS = [gather_bench.main]
+
+
+def main() -> int:
+    print("imk-outreach benchmarks (figures only; targets are stated beside them)\n")
+    for bench in BENCHMARKS:
+        bench()
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
