@@ -119,8 +119,7 @@ def test_second_gather_uses_conditional_get_and_adds_nothing(
     first = ingest.gather(settings)
     count = len(catalog.find_items(settings))
     second = ingest.gather(settings)
-    remote = [r for r in second.reports if r.name != "cluster-news"]
-    assert {r.status for r in remote} == {"not_modified"}
+    assert {r.status for r in second.reports} == {"not_modified"}  # the local manual folder too
     assert sum(r.new + r.updated for r in second.reports) == 0
     assert len(catalog.find_items(settings)) == count
     assert sum(samples_server.conditional_hits.values()) == len(SAMPLE_SOURCES)
@@ -291,3 +290,16 @@ def test_cli_errors_for_staff(
         cli.main(["items", "--since", "lately", "--config", str(settings.config_path)])
     assert info.value.code == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_edited_manual_file_is_read_again(make_settings: ConfigFactory, tmp_path: Path) -> None:
+    folder = tmp_path / "manual"
+    folder.mkdir()
+    item = "- url: https://cluster.example/news/1\n  published: 2026-11-20\n  title: {de: Erste Fassung}\n"
+    (folder / "news.yaml").write_text(item, encoding="utf-8")
+    settings = make_settings([{"name": "manual", "type": "manual", "url": "manual"}])
+    assert [(r.status, r.new) for r in ingest.gather(settings).reports] == [("ok", 1)]
+    assert [r.status for r in ingest.gather(settings).reports] == ["not_modified"]
+    (folder / "news.yaml").write_text(item.replace("Erste", "Zweite"), encoding="utf-8")
+    assert [(r.status, r.updated) for r in ingest.gather(settings).reports] == [("ok", 1)]
+    assert [i.title for i in catalog.find_items(settings)] == ["Zweite Fassung"]

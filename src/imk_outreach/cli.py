@@ -220,6 +220,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _program() -> str:
+    """How the user can run this command again from where they are (``.venv/bin/imk-outreach``)."""
+    path = Path(sys.argv[0])
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path.name if path.name != "__main__.py" else "python -m imk_outreach"
+
+
 # -- plumbing --------------------------------------------------------------------------------------
 
 

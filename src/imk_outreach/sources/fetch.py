@@ -55,7 +55,7 @@ async def fetch(
     """
     if spec.is_remote:
         return await _fetch_http(client, spec, validators, limits)
-    return _read_local(spec, limits)
+    return _read_local(spec, validators, limits)
 
 
 def _conditional_headers(validators: Validators) -> dict[str, str]:
@@ -112,26 +112,37 @@ def _too_large(max_bytes: int) -> str:
     return f"response larger than the {max_bytes / 1_000_000:g} MB limit (gather.max_bytes)"
 
 
-def _read_local(spec: SourceSpec, limits: FetchLimits) -> Document:
+def _file_stamp(paths: list[Path]) -> str:
+    """A local stand-in for an ETag: names, sizes and modification times of the files read."""
+    return "local:" + ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+
+
+def _read_local(spec: SourceSpec, validators: Validators, limits: FetchLimits) -> Document:
     path = Path(spec.url)
     try:
         if path.is_dir():
-            return _read_folder(spec, path, limits)
+            return _read_folder(spec, path, validators, limits)
         if path.stat().st_size > limits.max_bytes:
             raise SourceError(spec.name, spec.url, _too_large(limits.max_bytes))
-        return Document(spec.name, path.resolve().as_uri(), path.read_bytes())
+        stamp = _file_stamp([path])
+        if validators.etag == stamp:
+            raise NotModified()
+        return Document(spec.name, path.resolve().as_uri(), path.read_bytes(), None, Validators(stamp))
     except FileNotFoundError:
         raise SourceError(spec.name, spec.url, "file not found (paths are relative to config.yaml)") from None
     except OSError as exc:
         raise SourceError(spec.name, spec.url, f"cannot read: {exc.strerror or exc}") from None
 
 
-def _read_folder(spec: SourceSpec, path: Path, limits: FetchLimits) -> Document:
+def _read_folder(spec: SourceSpec, path: Path, validators: Validators, limits: FetchLimits) -> Document:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in MANUAL_SUFFIXES and p.is_file())
     if not files:
         raise SourceError(spec.name, spec.url, "the folder holds no .yaml files")
     total = sum(p.stat().st_size for p in files)
     if total > limits.max_bytes:
         raise SourceError(spec.name, spec.url, _too_large(limits.max_bytes))
+    stamp = _file_stamp(files)
+    if validators.etag == stamp:
+        raise NotModified()
     parts = tuple((str(p), p.read_bytes()) for p in files)
-    return Document(spec.name, path.resolve().as_uri() + "/", b"", None, Validators(), parts)
+    return Document(spec.name, path.resolve().as_uri() + "/", b"", None, Validators(stamp), parts)
