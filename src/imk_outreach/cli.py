@@ -213,10 +213,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     console.rule("[bold]Where to look")
     console.print(f"database:      {database_url(settings)}")
     console.print(f"config:        {settings.config_path}  (sources, tagging rules; keys in docs/config.md)")
-    console.print(
-        "items:         imk-outreach items --since 30d   (or --json, --tag film, --source bfi-news)"
-    )
-    console.print("source health: imk-outreach sources")
+    prog = _program()
+    console.print(f"items:         {prog} items --since 30d   (or --json, --tag film, --source bfi-news)")
+    console.print(f"source health: {prog} sources")
     return result.exit_code
 
 
