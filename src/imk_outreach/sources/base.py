@@ -31,6 +31,16 @@ class Source(Protocol):
     def parse(self, doc: Document, spec: SourceSpec) -> ParseResult: ...
 
 
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a Content-Type header, if any (it wins over a document's own
+    declaration where the format says so)."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip(" \"'"):
+            return value.strip(" \"'")
+    return None
+
+
 @functools.cache
 def _registry() -> dict[str, str]:
     """type name -> "module:attr"; scanning installed distributions is slow, so it happens once."""

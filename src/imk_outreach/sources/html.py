@@ -30,6 +30,7 @@ from bs4.dammit import EncodingDetector
 
 from imk_outreach.errors import SourceError
 from imk_outreach.models import Document, ParseResult, RawEntry, SourceSpec
+from imk_outreach.sources.base import charset_of
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class HtmlSource:
             selector key is configured, or the ``item`` selector matches nothing.
         """
         selectors = parse_selectors(spec)
-        charset = _charset(doc.content_type) or _declared_charset(doc.body)
+        charset = charset_of(doc.content_type) or _declared_charset(doc.body)
         soup = BeautifulSoup(doc.body, "lxml", from_encoding=charset)
         base = _base_url(soup, doc.base_url)
         item_sel = selectors["item"]
@@ -113,12 +114,6 @@ def _selector(spec: SourceSpec, key: str, raw: str) -> Selector:
                 spec.name, spec.url, f"selectors.{key}: {raw!r} is not a valid CSS selector ({reason})"
             ) from exc
     return Selector(key=key, raw=raw, css=css, attr=attr)
-
-
-def _charset(content_type: str | None) -> str | None:
-    """The charset named in a Content-Type header (it wins over the page's own declaration)."""
-    match = _CHARSET_RE.search(content_type or "")
-    return _codec(match[1]) if match else None
 
 
 def _declared_charset(body: bytes) -> str | None:

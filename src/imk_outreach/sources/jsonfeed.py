@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from imk_outreach.errors import SourceError
 from imk_outreach.models import Document, ParseResult, RawEntry, SourceSpec
+from imk_outreach.sources.base import charset_of
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def parse_json_feed(body: bytes, content_type: str | None = None) -> ParseResult
 
 
 def _decode(body: bytes, content_type: str | None) -> str:
-    label = _charset(content_type)
+    label = charset_of(content_type)
     codec = _codec(label) if label else json.detect_encoding(body)
     try:
         text = body.decode(codec)
@@ -90,14 +91,6 @@ def _codec(label: str) -> str:
     except LookupError as exc:
         raise JsonFeedError(f"{NOT_A_JSON_FEED}: unknown charset {label!r} in the Content-Type") from exc
     return "utf-8-sig" if name == "utf-8" else name
-
-
-def _charset(content_type: str | None) -> str | None:
-    for param in (content_type or "").split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip(" \"'"):
-            return value.strip(" \"'")
-    return None
 
 
 def _load(text: str) -> Any:

@@ -31,6 +31,7 @@ from lxml import etree
 
 from imk_outreach.errors import SourceError, UnsafeDocumentError
 from imk_outreach.models import Document, ParseResult, RawEntry, SourceSpec
+from imk_outreach.sources.base import charset_of
 from imk_outreach.sources.xmlsafety import check_xml_safe
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def read_feed(body: bytes, content_type: str | None = None) -> tuple[ParseResult
     :raises UnsafeDocumentError: the prolog declares entities or DTD declarations.
     :raises FeedReadError: the document is empty, HTML, JSON or no readable feed.
     """
-    check_xml_safe(body, charset=_charset(content_type))
+    check_xml_safe(body, charset=charset_of(content_type))
     _refuse_obvious_non_feeds(body)
     try:
         return _read_fast(body), "lxml"
@@ -138,7 +139,7 @@ def parse_feedparser(body: bytes, content_type: str | None = None) -> ParseResul
     :raises UnsafeDocumentError: the prolog declares entities or DTD declarations.
     :raises FeedReadError: feedparser found no entries in a broken or foreign document.
     """
-    check_xml_safe(body, charset=_charset(content_type))
+    check_xml_safe(body, charset=charset_of(content_type))
     return _read_feedparser(body, content_type, None)
 
 
@@ -308,15 +309,6 @@ def _refuse_obvious_non_feeds(body: bytes) -> None:
 
 def _head_text(body: bytes) -> str:
     return body[:2048].decode("latin-1").lstrip("\xef\xbb\xbf")
-
-
-def _charset(content_type: str | None) -> str | None:
-    """The charset parameter of a Content-Type header, if any."""
-    for param in (content_type or "").split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip(" \"'"):
-            return value.strip(" \"'")
-    return None
 
 
 # --- fast path: lxml ----------------------------------------------------------------------------------
@@ -639,7 +631,7 @@ def _fp_headers(content_type: str | None) -> dict[str, str]:
     """
     if not content_type:
         return {}
-    if content_type.strip().lower().startswith("text/") and _charset(content_type) is None:
+    if content_type.strip().lower().startswith("text/") and charset_of(content_type) is None:
         return {}
     return {"content-type": content_type}
 
