@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import httpx
+from sqlalchemy import Engine
+
 from imk_outreach.config import Settings, SourceSettings
 from imk_outreach.db import store
 from imk_outreach.errors import ImkError, SourceError
@@ -125,7 +128,7 @@ async def _read_all(
 
 
 async def _read_one(
-    client: object,
+    client: httpx.AsyncClient,
     settings: Settings,
     spec: SourceSpec,
     validators: Validators,
@@ -133,7 +136,7 @@ async def _read_one(
     now: datetime,
 ) -> Outcome:
     try:
-        doc = await fetch(client, spec, validators, limits)  # type: ignore[arg-type]
+        doc = await fetch(client, spec, validators, limits)
         result = get_source(spec.type).parse(doc, spec)
         items, skipped = normalize_all(
             result, result.base_url or doc.base_url, spec, now, settings.tagging, settings.tz
@@ -153,12 +156,12 @@ async def _read_one(
     return Outcome(spec, "ok", tuple(items), seen, doc.validators, warning="; ".join(warnings) or None)
 
 
-def _store(engine: object, outcome: Outcome, previous: SourceHealth | None, now: datetime) -> SourceReport:
+def _store(engine: Engine, outcome: Outcome, previous: SourceHealth | None, now: datetime) -> SourceReport:
     spec = outcome.spec
     base = previous or SourceHealth(name=spec.name)
     base = replace(base, type=spec.type, url=spec.url, last_run_at=now, last_status=outcome.status)
     new = updated = 0
-    with engine.begin() as conn:  # type: ignore[attr-defined]
+    with engine.begin() as conn:
         if outcome.status == "error":
             health = replace(
                 base,
