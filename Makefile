@@ -19,9 +19,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

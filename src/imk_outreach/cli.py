@@ -178,19 +178,22 @@ def cmd_sources(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 def _status_json(s: catalog.SourceStatus) -> dict[str, Any]:
     h = s.health
-    iso = lambda d: d.isoformat() if d else None  # noqa: E731
     return {
         "name": s.name,
         "type": s.type,
         "url": s.url,
         "state": s.state,
-        "last_run_at": iso(h.last_run_at) if h else None,
+        "last_run_at": _iso(h.last_run_at) if h else None,
         "last_status": h.last_status if h else None,
-        "last_success_at": iso(h.last_success_at) if h else None,
+        "last_success_at": _iso(h.last_success_at) if h else None,
         "last_error": h.last_error if h else None,
-        "last_error_at": iso(h.last_error_at) if h else None,
+        "last_error_at": _iso(h.last_error_at) if h else None,
         "last_warning": h.last_warning if h else None,
         "consecutive_failures": h.consecutive_failures if h else 0,
         "items_seen": h.items_seen if h else 0,

@@ -245,7 +245,7 @@ def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _message(error: dict[str, Any], model: type[BaseModel], loc: Sequence[str | int]) -> str:
+def _message(error: Any, model: type[BaseModel], loc: Sequence[str | int]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
@@ -261,7 +261,7 @@ def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]
     for key in loc:
         if isinstance(key, int):
             continue
-        field = current.model_fields.get(key) if isinstance(current, type) else None
+        field = current.model_fields.get(key) if isinstance(current, type) else None  # type: ignore[attr-defined]
         if field is None:
             return []
         current = _model_of(field.annotation)

@@ -73,7 +73,8 @@ def open_database(url: str, migrate: bool = True) -> Engine:
             upgrade(engine)
         except SQLAlchemyError as exc:
             engine.dispose()
-            reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+            orig = getattr(exc, "orig", None)
+            reason = (str(orig or exc).strip().splitlines() or ["unknown error"])[0]
             raise DatabaseError(shown, f"cannot open or migrate: {reason}") from exc
     return engine
 
@@ -149,7 +150,10 @@ def upsert_items(conn: Connection, source: str, batch: Sequence[NewsItem], now: 
     brought it, so two sources with different teasers for one URL do not flip it back and forth.
     """
     existing = _existing(conn, [item.id for item in batch])
-    new_rows, changed, tag_rows, source_rows = [], [], [], []
+    new_rows: list[dict[str, Any]] = []
+    changed: list[tuple[NewsItem, str]] = []
+    tag_rows: list[dict[str, Any]] = []
+    source_rows: list[dict[str, Any]] = []
     for item in batch:
         digest = content_hash(item)
         known = existing.get(item.id)
