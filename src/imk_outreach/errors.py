@@ -76,3 +76,14 @@ class DatabaseError(ImkError):
         self.url = url
         self.reason = reason
         super().__init__(f"database {url}: {reason}")
+
+
+class TemplateError(ImkError):
+    """A template (Jinja or MJML) cannot be rendered; names the template and, where known, the line."""
+
+    def __init__(self, template: str, message: str, line: int | None = None) -> None:
+        self.template = template
+        self.line = line
+        self.message = message
+        where = f"{template}:{line}" if line is not None else template
+        super().__init__(f"{where}: {message}")

@@ -151,3 +151,112 @@ class SourceReport:
     error: str | None = None
     warning: str | None = None
     seen: int = 0
+
+
+# -- campaigns and editions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which items a section takes: any of ``tags``, from any of ``sources`` (empty = no restriction),
+    published within ``since`` of the edition's date, newest first, at most ``max``. ``pin`` URLs come
+    first whatever the rules say; ``exclude`` URLs never appear."""
+
+    tags: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    since: timedelta | None = None
+    max: int | None = None
+    pin: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    heading: Mapping[str, str]
+    select: Selection
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign file, validated. Texts are per language; ``subject`` and ``intro`` are Jinja
+    templates rendered with the edition."""
+
+    name: str
+    path: str
+    kind: str = "newsletter"
+    list: str = "newsletter"
+    languages: tuple[str, ...] = ("de", "en")
+    schedule: Mapping[str, str] = field(default_factory=dict)
+    late_policy: str = "hold"
+    approval: str = "required"
+    min_items: int = 1
+    template: str = "newsletter/default.mjml.j2"
+    subject: Mapping[str, str] = field(default_factory=dict)
+    intro: Mapping[str, str] = field(default_factory=dict)
+    preheader: Mapping[str, str] = field(default_factory=dict)
+    sections: tuple[Section, ...] = ()
+
+
+@dataclass(frozen=True)
+class EditionSection:
+    id: str
+    heading: Mapping[str, str]
+    items: tuple[NewsItem, ...]
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One run of a campaign: the frozen items per section.
+
+    ``state``: ``draft`` -> ``approved`` (-> ``queued`` -> ``sent`` in later steps) or ``skipped``.
+    ``content_hash`` covers everything rendered from it; ``approved_hash`` is the hash that was approved,
+    so an approval is void as soon as the two differ.
+    """
+
+    id: int
+    campaign: str
+    created_at: datetime
+    date: datetime
+    sections: tuple[EditionSection, ...]
+    state: str = "draft"
+    content_hash: str | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    approved_hash: str | None = None
+    skip_reason: str | None = None
+
+    @property
+    def items(self) -> tuple[NewsItem, ...]:
+        return tuple(item for section in self.sections for item in section.items)
+
+    @property
+    def approval_valid(self) -> bool:
+        return self.approved_hash is not None and self.approved_hash == self.content_hash
+
+
+@dataclass(frozen=True)
+class Brand:
+    """What every email shows around the content (from config.yaml)."""
+
+    name: Mapping[str, str]
+    imprint: Mapping[str, str]
+    public_url: str
+    sender_name: str
+    sender_email: str
+    social_links: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """One edition in one language, compiled once. ``html`` and ``text`` hold per-recipient
+    placeholders (see ``render.email.PLACEHOLDERS``) that are filled per recipient without recompiling.
+    ``fallbacks`` are the ids of items shown in their original language because a translation is missing.
+    """
+
+    language: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    fallbacks: tuple[str, ...] = ()
