@@ -21,8 +21,8 @@ from rich.table import Table
 from imk_outreach import __version__
 from imk_outreach.config import Settings, database_url, load_settings, parse_duration
 from imk_outreach.errors import ImkError
-from imk_outreach.models import NewsItem, SourceReport
-from imk_outreach.services import catalog, ingest
+from imk_outreach.models import Edition, NewsItem, SourceReport
+from imk_outreach.services import catalog, check, compose, ingest, preview
 from imk_outreach.services.demo import DEMO_SECTIONS, group_for_demo
 
 log = logging.getLogger("imk_outreach")
@@ -201,6 +201,100 @@ def _status_json(s: catalog.SourceStatus) -> dict[str, Any]:
     }
 
 
+# -- newsletters -----------------------------------------------------------------------------------
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    problems = check.run_checks(settings)
+    if args.json:
+        rows = [
+            {"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
+            for p in problems
+        ]
+        _print_json({"ok": not problems, "problems": rows})
+    elif problems:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+    else:
+        print("All good: config, campaigns and templates check out in every language.")
+    return 1 if problems else 0
+
+
+def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    result = preview.preview(settings, args.campaign, args.out)
+    console = _console()
+    edition = result.result.edition
+    assert edition is not None
+    console.print(f"Edition {edition.id} of {args.campaign} ({edition.state}), {len(edition.items)} items:")
+    if result.result.skipped:
+        console.print(f"[yellow]Would be skipped: {result.result.skipped}[/]")
+    for language, (html_path, text_path) in result.files.items():
+        message = result.rendered[language]
+        console.print(f'  {language}: subject "{message.subject}"')
+        console.print(f"      {html_path}")
+        console.print(f"      {text_path}")
+        for item_id in message.fallbacks:
+            title = next((i.title for i in edition.items if i.id == item_id), item_id)
+            console.print(f"      [yellow]fallback[/] (original language): {title}")
+    console.print(f"Side by side: {result.index}")
+    return 0
+
+
+def cmd_editions(settings: Settings, args: argparse.Namespace) -> int:
+    editions = compose.list_editions(settings, args.campaign)
+    rows = []
+    for edition in editions:
+        state = compose.approval_state(settings, edition) if edition.state == "approved" else edition.state
+        rows.append((edition, state))
+    if args.json:
+        _print_json({"editions": [_edition_json(e, state) for e, state in rows]})
+        return 0
+    if not rows:
+        _console().print("No editions yet. 'imk-outreach preview CAMPAIGN' composes a draft.")
+        return 0
+    table = Table(title="Editions")
+    for column in ("id", "campaign", "state", "items", "composed", "approved by", "approved at"):
+        table.add_column(column)
+    for edition, state in rows:
+        table.add_row(
+            str(edition.id),
+            edition.campaign,
+            state,
+            str(len(edition.items)),
+            _local(settings, edition.created_at),
+            edition.approved_by or "",
+            _local(settings, edition.approved_at) if edition.approved_at else "",
+        )
+    _console().print(table)
+    return 0
+
+
+def _edition_json(edition: Edition, state: str) -> dict[str, Any]:
+    return {
+        "id": edition.id,
+        "campaign": edition.campaign,
+        "state": edition.state,
+        "approval": state,
+        "created_at": edition.created_at.isoformat(),
+        "content_hash": edition.content_hash,
+        "approved_by": edition.approved_by,
+        "approved_at": _iso(edition.approved_at),
+        "approved_hash": edition.approved_hash,
+        "sections": [{"id": s.id, "items": [i.id for i in s.items]} for s in edition.sections],
+    }
+
+
+def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    edition = compose.approve(settings, args.edition, args.by)
+    print(
+        f"Edition {edition.id} of {edition.campaign} approved by {edition.approved_by} "
+        f"(content hash {edition.approved_hash[:12] if edition.approved_hash else '-'}). "
+        "Any change to its content voids this approval."
+    )
+    return 0
+
+
 # -- demo ------------------------------------------------------------------------------------------
 
 
@@ -213,7 +307,21 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     groups = group_for_demo(items, settings.languages)
     for (section, language), members in groups:
         console.print(_items_table(settings, members, f"{DEMO_SECTIONS[section]} - {language}"))
+    console.rule("[bold]Newsletter previews (compose + render, German and English)")
+    previews = []
+    for campaign in compose.load_campaigns(settings)[0]:
+        if campaign.kind != "newsletter":
+            continue
+        shown = preview.preview(settings, campaign.name)
+        edition = shown.result.edition
+        count = len(edition.items) if edition else 0
+        note = f"  [yellow]({shown.result.skipped})[/]" if shown.result.skipped else ""
+        subjects = " | ".join(m.subject for m in shown.rendered.values())
+        console.print(f"{campaign.name}: {count} items, subjects: {subjects}{note}")
+        previews.append(shown.index)
     console.rule("[bold]Where to look")
+    for index in previews:
+        console.print(f"preview:       {index}")
     console.print(f"database:      {database_url(settings)}")
     console.print(f"config:        {settings.config_path}  (sources, tagging rules; keys in docs/config.md)")
     prog = _program()
@@ -274,6 +382,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sources", parents=[common], help="health of every configured source")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("check", parents=[common], help="validate config, campaigns and templates")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("preview", parents=[common], help="compose a draft edition and write its preview")
+    p.add_argument("campaign", metavar="CAMPAIGN", help="campaign name (file name in campaigns/)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for the preview (default var/preview)")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("editions", parents=[common], help="list editions and their approval")
+    p.add_argument("--campaign", metavar="NAME", help="only this campaign")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_editions)
+
+    p = sub.add_parser("approve", parents=[common], help="approve an edition's current content")
+    p.add_argument("edition", type=int, metavar="EDITION", help="edition id (see 'editions')")
+    p.add_argument("--by", metavar="NAME", help="who approves (default: the login name)")
+    p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("demo", parents=[common], help="the end-to-end tour on the sample sources")
     p.set_defaults(func=cmd_demo)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,7 +25,7 @@ from pydantic import (
 )
 
 from imk_outreach.errors import ConfigError, ConfigErrors, Location
-from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml
+from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
 
 DEFAULT_CONFIG = Path("config.yaml")
 ENV_PREFIX = "IMK_"
@@ -78,6 +77,18 @@ class Sender(Strict):
     name: str = "Cluster IMK"
     email: str = "newsletter@example.org"
     reply_to: str | None = None
+
+
+class SocialLink(Strict):
+    name: str
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r}: use an http(s) URL")
+        return value
 
 
 class GatherSettings(Strict):
@@ -142,7 +153,14 @@ class Settings(Strict):
     languages: tuple[Language, ...] = ("de", "en")
     database_url: str = "sqlite:///var/imk-outreach.db"
     public_url: str = "http://127.0.0.1:8000"
+    name: dict[Language, str] = Field(
+        default_factory=lambda: {
+            "de": "Cluster IKT, Medien und Kreativwirtschaft",
+            "en": "Cluster ICT, Media and Creative Industries",
+        }
+    )
     sender: Sender = Sender()
+    social_links: tuple[SocialLink, ...] = ()
     imprint: dict[Language, str] = Field(
         default_factory=lambda: {
             "de": "Cluster IKT, Medien und Kreativwirtschaft Berlin-Brandenburg",
@@ -245,50 +263,8 @@ def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _message(error: Any, model: type[BaseModel], loc: Sequence[str | int]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(model, loc[:-1])
-        return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
-    current: Any = model
-    for key in loc:
-        if isinstance(key, int):
-            continue
-        field = current.model_fields.get(key) if isinstance(current, type) else None  # type: ignore[attr-defined]
-        if field is None:
-            return []
-        current = _model_of(field.annotation)
-        if current is None:
-            return []
-    return [k for k in current.model_fields if k not in ("config_path", "base_dir")]
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _errors_from(exc: ValidationError, doc: YamlDocument) -> ConfigErrors:
-    errors = []
-    for error in exc.errors():
-        loc = [k for k in error["loc"] if isinstance(k, str | int)]
-        # pydantic adds the union member or validator name to some locations; keep only real keys.
-        loc = [k for k in loc if not (isinstance(k, str) and k.startswith(("function-", "tagged-union")))]
-        message = _message(error, Settings, loc)
-        errors.append(ConfigError(doc.locate(loc), format_key_path(loc) or "(top level)", message))
-    return ConfigErrors(errors)
+    return ConfigErrors(validation_errors(exc, doc, Settings, hidden=("config_path", "base_dir")))
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

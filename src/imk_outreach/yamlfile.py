@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from imk_outreach.errors import ConfigError, Location
 
@@ -84,3 +87,88 @@ def load_yaml(path: Path, text: str | bytes | None = None) -> YamlDocument:
     finally:
         loader.dispose()
     return YamlDocument(path, data, root)
+
+
+# -- pydantic validation errors -> ConfigErrors --------------------------------------------------------
+
+_FRIENDLY = {
+    "tuple_type": "expected a list (e.g. [a, b])",
+    "list_type": "expected a list (e.g. [a, b])",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+}
+
+
+def validation_errors(
+    exc: ValidationError, doc: YamlDocument, model: type[BaseModel], hidden: Collection[str] = ()
+) -> list[ConfigError]:
+    """One ConfigError per pydantic error, each with the file, line, key path and a plain message.
+
+    An unknown key lists the allowed keys of its mapping (``hidden`` ones left out) and, when one is
+    close, says which was probably meant.
+    """
+    errors = []
+    for error in exc.errors():
+        # pydantic adds the union member, validator name or "[key]" to some locations; keep real keys.
+        loc = [k for k in error["loc"] if isinstance(k, int) or not _is_marker(k)]
+        message, hint = _message(error, model, loc, hidden)
+        errors.append(ConfigError(doc.locate(loc), format_key_path(loc) or "(top level)", message, hint))
+    return errors
+
+
+def _is_marker(key: str) -> bool:
+    return key.startswith(("function-", "tagged-union", "[")) or key.endswith("]")
+
+
+def _message(
+    error: ErrorDetails, model: type[BaseModel], loc: Sequence[str | int], hidden: Collection[str]
+) -> tuple[str, str]:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = [k for k in _allowed_keys(model, loc[:-1]) if k not in hidden]
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc else []
+        hint = f"did you mean {close[0]!r}?" if close else ""
+        return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else ""), hint
+    if kind == "missing":
+        return "required key is missing", ""
+    if kind in _FRIENDLY:
+        return f"{_FRIENDLY[kind]}, got {_describe(error.get('input'))}", ""
+    return str(error["msg"]).removeprefix("Value error, "), ""
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f"text {value!r}"
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    current = model
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        field = current.model_fields.get(key)
+        inner = _model_of(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        current = inner
+    return list(current.model_fields)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -18,9 +18,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from imk_outreach.db.tables import item_sources, item_tags, items, sources
+from imk_outreach.db.tables import edition_items, editions, item_sources, item_tags, items, sources
 from imk_outreach.errors import DatabaseError
-from imk_outreach.models import NewsItem, SourceHealth, Translation, Validators
+from imk_outreach.models import Edition, EditionSection, NewsItem, SourceHealth, Translation, Validators
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _CHUNK = 500
@@ -211,6 +211,25 @@ def list_items(
         )
     if limit is not None:
         query = query.limit(limit)
+    return _load_items(conn, query)
+
+
+def get_items(conn: Connection, ids: Sequence[str]) -> dict[str, NewsItem]:
+    """The stored items with these ids (missing ids are left out)."""
+    found: dict[str, NewsItem] = {}
+    for chunk in _chunks(list(ids)):
+        found.update(
+            (item.id, item) for item in _load_items(conn, select(items).where(items.c.id.in_(chunk)))
+        )
+    return found
+
+
+def known_tags(conn: Connection) -> set[str]:
+    """Every tag some stored item carries."""
+    return set(conn.execute(select(item_tags.c.tag).distinct()).scalars())
+
+
+def _load_items(conn: Connection, query: Any) -> list[NewsItem]:
     rows = list(conn.execute(query))
     ids = [row.id for row in rows]
     tag_map = _related(conn, item_tags.c.tag, ids)
@@ -308,3 +327,109 @@ def count_items_by_source(conn: Connection) -> dict[str, int]:
     """How many stored items each source has had (including items another source brought first)."""
     query = select(item_sources.c.source, func.count()).group_by(item_sources.c.source)
     return {name: int(count) for name, count in conn.execute(query)}
+
+
+# -- editions --------------------------------------------------------------------------------------
+
+# States in which an edition's items count as sent: they are never repeated by the same campaign.
+SENT_STATES = ("queued", "sending", "sent")
+OPEN_STATES = ("draft", "approved")
+
+
+def create_edition(conn: Connection, edition: Edition) -> int:
+    """Store a new edition with its frozen selection; returns its id (``edition.id`` is ignored)."""
+    values = _edition_values(edition)
+    new_id = conn.execute(editions.insert().values(**values).returning(editions.c.id)).scalar_one()
+    _store_selection(conn, int(new_id), edition.sections)
+    return int(new_id)
+
+
+def update_edition(conn: Connection, edition: Edition) -> None:
+    """Replace an edition's selection, state, hash and approval fields."""
+    conn.execute(update(editions).where(editions.c.id == edition.id).values(**_edition_values(edition)))
+    conn.execute(edition_items.delete().where(edition_items.c.edition_id == edition.id))
+    _store_selection(conn, edition.id, edition.sections)
+
+
+def _edition_values(edition: Edition) -> dict[str, Any]:
+    return {
+        "campaign": edition.campaign,
+        "created_at": edition.created_at,
+        "date": edition.date,
+        "state": edition.state,
+        "sections": [{"id": s.id, "heading": dict(s.heading)} for s in edition.sections],
+        "content_hash": edition.content_hash,
+        "approved_by": edition.approved_by,
+        "approved_at": edition.approved_at,
+        "approved_hash": edition.approved_hash,
+        "skip_reason": edition.skip_reason,
+    }
+
+
+def _store_selection(conn: Connection, edition_id: int, sections: Sequence[EditionSection]) -> None:
+    rows = [
+        {"edition_id": edition_id, "item_id": item.id, "section": section.id, "position": position}
+        for section in sections
+        for position, item in enumerate(section.items)
+    ]
+    if rows:
+        conn.execute(edition_items.insert(), rows)
+
+
+def get_edition(conn: Connection, edition_id: int) -> Edition | None:
+    row = conn.execute(select(editions).where(editions.c.id == edition_id)).first()
+    return _edition_from_row(conn, row) if row is not None else None
+
+
+def list_editions(conn: Connection, campaign: str | None = None, states: Sequence[str] = ()) -> list[Edition]:
+    """Editions newest first, optionally of one campaign and in some states."""
+    query = select(editions).order_by(editions.c.id.desc())
+    if campaign is not None:
+        query = query.where(editions.c.campaign == campaign)
+    if states:
+        query = query.where(editions.c.state.in_(list(states)))
+    return [_edition_from_row(conn, row) for row in conn.execute(query).all()]
+
+
+def _edition_from_row(conn: Connection, row: Any) -> Edition:
+    query = (
+        select(edition_items.c.item_id, edition_items.c.section)
+        .where(edition_items.c.edition_id == row.id)
+        .order_by(edition_items.c.section, edition_items.c.position)
+    )
+    placed = list(conn.execute(query))
+    found = get_items(conn, [item_id for item_id, _ in placed])
+    by_section: dict[str, list[NewsItem]] = {}
+    for item_id, section in placed:
+        if item_id in found:
+            by_section.setdefault(section, []).append(found[item_id])
+    sections = tuple(
+        EditionSection(s["id"], s["heading"], tuple(by_section.get(s["id"], []))) for s in row.sections
+    )
+    return Edition(
+        id=row.id,
+        campaign=row.campaign,
+        created_at=row.created_at,
+        date=row.date,
+        sections=sections,
+        state=row.state,
+        content_hash=row.content_hash,
+        approved_by=row.approved_by,
+        approved_at=row.approved_at,
+        approved_hash=row.approved_hash,
+        skip_reason=row.skip_reason,
+    )
+
+
+def sent_item_ids(conn: Connection, campaign: str) -> set[str]:
+    """Ids of the items that earlier editions of ``campaign`` sent (or are sending)."""
+    query = (
+        select(edition_items.c.item_id)
+        .join(editions, editions.c.id == edition_items.c.edition_id)
+        .where(editions.c.campaign == campaign, editions.c.state.in_(SENT_STATES))
+    )
+    return set(conn.execute(query).scalars())
+
+
+def set_edition_state(conn: Connection, edition_id: int, state: str) -> None:
+    conn.execute(update(editions).where(editions.c.id == edition_id).values(state=state))

@@ -109,3 +109,30 @@ item_sources = Table(
     Column("first_seen_at", UTCDateTime, nullable=False),
     Index("ix_item_sources_source", "source"),
 )
+
+editions = Table(
+    "editions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("date", UTCDateTime, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("sections", JSON, nullable=False),  # [{"id", "heading": {lang: text}}] in order
+    Column("content_hash", String(64)),
+    Column("approved_by", String(200)),
+    Column("approved_at", UTCDateTime),
+    Column("approved_hash", String(64)),
+    Column("skip_reason", Text),
+    Index("ix_editions_campaign", "campaign"),
+)
+
+# The frozen selection of an edition; also answers "which items did this campaign already send".
+edition_items = Table(
+    "edition_items",
+    metadata,
+    Column("edition_id", Integer, ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", String(40), ForeignKey("items.id"), primary_key=True),
+    Column("section", String(100), nullable=False),
+    Column("position", Integer, nullable=False),
+)

@@ -6,10 +6,12 @@ A source that fails is recorded with its reason; the others go on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -24,6 +26,7 @@ from imk_outreach.sources.fetch import FetchLimits, NotModified, fetch, make_cli
 from imk_outreach.sources.normalize import normalize_all
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class UnknownSourceError(ImkError):
@@ -98,11 +101,22 @@ def gather(
     engine = engine_for(settings)
     with engine.connect() as conn:
         health = store.all_source_health(conn)
-    outcomes = asyncio.run(_read_all(settings, specs, health, now))
+    outcomes = _run_async(_read_all(settings, specs, health, now))
     reports = []
     for outcome in outcomes:
         reports.append(_store(engine, outcome, health.get(outcome.spec.name), now))
     return GatherResult(tuple(reports))
+
+
+def _run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion, also when the caller already runs an event loop (a web app,
+    a test driving a browser): then it runs on a loop of its own in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _limits(settings: Settings) -> FetchLimits:

@@ -1,0 +1,17 @@
+"""Campaigns: campaign files -> validated Campaign models (loader), and which items an edition takes
+(selection, pure)."""
+
+from __future__ import annotations
+
+from imk_outreach.campaigns.loader import CampaignContext, check_cron, load_all, load_campaign, parse_duration
+from imk_outreach.campaigns.selection import count_new, select_sections
+
+__all__ = [
+    "CampaignContext",
+    "check_cron",
+    "count_new",
+    "load_all",
+    "load_campaign",
+    "parse_duration",
+    "select_sections",
+]

@@ -1,0 +1,602 @@
+"""Campaign files (``campaigns/*.yaml``) -> validated :class:`Campaign` models.
+
+A file is checked in two passes so that one run reports every problem of the file:
+
+1. pydantic checks shapes, types, unknown keys and each value on its own (known tags, sources, list,
+   template; cron, durations, URLs), reading the configured names from a :class:`CampaignContext`;
+2. plain checks across keys that pydantic cannot place on a key path: per-language texts (every campaign
+   language has a subject and a section heading, each text is valid Jinja), unique section ids, a
+   newsletter has sections, YAML keys written twice.
+
+This stage knows nothing of config.yaml or the database: the service builds the context.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jinja2
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from imk_outreach.errors import ConfigError, ConfigErrors, Location
+from imk_outreach.models import Campaign, Section, Selection
+from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
+
+KeyPath = tuple[str | int, ...]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_DURATION = re.compile(r"(\d+)(w|d|h|m|s)")
+_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_SHOWN_CHOICES = 12
+TEXT_KEYS = ("subject", "intro", "preheader")
+SOCIAL_SECTION_ID = "items"
+
+
+@dataclass(frozen=True)
+class CampaignContext:
+    """What a campaign file may refer to, from config.yaml, the templates and the stored items.
+
+    ``canonicalize`` turns a link into the canonical URL items are stored under (None: not an http(s)
+    URL); ``template_exists`` answers for a template name as a campaign writes it.
+    """
+
+    languages: tuple[str, ...]
+    lists: frozenset[str]
+    sources: frozenset[str]
+    tags: frozenset[str]
+    template_exists: Callable[[str], bool]
+    canonicalize: Callable[[str], str | None]
+    channels: frozenset[str] = frozenset()
+    default_template: str = "newsletter/default.mjml.j2"
+
+
+# -- single values ----------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"31d"``, ``"12h"``, ``"2w"``, ``"1d12h"`` -> timedelta (units w, d, h, m, s; same grammar as
+    config.yaml's ``every``).
+
+    :raises ValueError: not a duration.
+    """
+    compact = text.replace(" ", "").lower()
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 12h, 7d, 31d, 2w)")
+    delta = timedelta()
+    for number, unit in parts:
+        delta += timedelta(**{_DURATION_UNITS[unit]: int(number)})
+    return delta
+
+
+@dataclass(frozen=True)
+class _CronField:
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()  # names[i] stands for low + i
+
+
+_CRON_FIELDS = (
+    _CronField("minute", 0, 59),
+    _CronField("hour", 0, 23),
+    _CronField("day", 1, 31),
+    _CronField(
+        "month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    ),
+    _CronField("weekday", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")),
+)
+
+
+def check_cron(expression: str) -> str:
+    """A five-field crontab expression (minute hour day month weekday), checked field by field.
+
+    Each field is ``*``, a value, a range ``a-b``, a step ``*/n`` or ``a-b/n``, or a comma list of those;
+    months and weekdays may be names (``jan``, ``mon-fri``). Weekday numbers follow cron: 0 and 7 are
+    Sunday.
+
+    :returns: the expression with its fields separated by single spaces.
+    :raises ValueError: naming the field at fault.
+    """
+    fields = expression.split()
+    if len(fields) != len(_CRON_FIELDS):
+        raise ValueError(
+            f"{expression!r}: a cron expression has 5 fields (minute hour day month weekday), "
+            f"not {len(fields)}; e.g. '0 9 1 * *' is 9:00 on the 1st of every month"
+        )
+    for text, spec in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            problem = _cron_item_problem(item, spec)
+            if problem:
+                raise ValueError(f"{expression!r}: {spec.name} field {text!r}: {problem}")
+    return " ".join(fields)
+
+
+def _cron_item_problem(item: str, spec: _CronField) -> str | None:
+    body, slash, step = item.partition("/")
+    if slash and not (step.isdigit() and int(step) >= 1):
+        return f"step {step!r} must be a whole number of at least 1"
+    if body == "*":
+        return None
+    low_text, dash, high_text = body.partition("-")
+    if slash and not dash:
+        return f"a step needs '*' or a range before it ('*/{step}' or 'a-b/{step}')"
+    low = _cron_value(low_text, spec)
+    high = _cron_value(high_text, spec) if dash else low
+    if low is None or high is None:
+        bad = low_text if low is None else high_text
+        return f"expected {_cron_range(spec)}, got {bad!r}"
+    if low > high:
+        return f"range {body!r} runs backwards"
+    return None
+
+
+def _cron_value(text: str, spec: _CronField) -> int | None:
+    if text.isdigit():
+        value = int(text)
+        return value if spec.low <= value <= spec.high else None
+    lowered = text.lower()
+    return spec.low + spec.names.index(lowered) if lowered in spec.names else None
+
+
+def _cron_range(spec: _CronField) -> str:
+    names = f" or {spec.names[0]}-{spec.names[-2 if spec.name == 'weekday' else -1]}" if spec.names else ""
+    return f"{spec.low}-{spec.high}{names}"
+
+
+def _choices(value: str, known: Collection[str], what: str) -> str:
+    """``unknown tag 'flim'; did you mean 'film'? (known: film, games, ...)``."""
+    message = f"unknown {what} {value!r}"
+    close = difflib.get_close_matches(value, sorted(known), n=1)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    shown = sorted(known)[:_SHOWN_CHOICES]
+    more = ", ..." if len(known) > _SHOWN_CHOICES else ""
+    return message + (f" (known: {', '.join(shown)}{more})" if known else " (none are configured)")
+
+
+# -- pydantic validators that read the context --------------------------------------------------------
+
+
+def _ctx(info: ValidationInfo) -> CampaignContext:
+    if not isinstance(info.context, CampaignContext):
+        raise TypeError("campaign files are validated with a CampaignContext")
+    return info.context
+
+
+def _known_tag(value: str, info: ValidationInfo) -> str:
+    if value not in _ctx(info).tags:
+        raise ValueError(_choices(value, _ctx(info).tags, "tag"))
+    return value
+
+
+def _known_source(value: str, info: ValidationInfo) -> str:
+    if value not in _ctx(info).sources:
+        raise ValueError(_choices(value, _ctx(info).sources, "source"))
+    return value
+
+
+def _known_list(value: str, info: ValidationInfo) -> str:
+    if value not in _ctx(info).lists:
+        raise ValueError(_choices(value, _ctx(info).lists, "list"))
+    return value
+
+
+def _known_language(value: str, info: ValidationInfo) -> str:
+    if value not in _ctx(info).languages:
+        raise ValueError(_choices(value, _ctx(info).languages, "language"))
+    return value
+
+
+def _known_channel(value: str, info: ValidationInfo) -> str:
+    if value not in _ctx(info).channels:
+        raise ValueError(_choices(value, _ctx(info).channels, "channel"))
+    return value
+
+
+def _existing_template(value: str, info: ValidationInfo) -> str:
+    if not _ctx(info).template_exists(value):
+        raise ValueError(f"template {value!r} not found in the templates folder or the shipped templates")
+    return value
+
+
+def _canonical_url(value: str, info: ValidationInfo) -> str:
+    canonical = _ctx(info).canonicalize(value) if value.startswith(("http://", "https://")) else None
+    if canonical is None:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return canonical
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r}: use lower-case letters, digits, '-', '_' or '.'")
+    return value
+
+
+def _duration(value: Any) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration such as 7d, 12h or 2w, got {value!r}")
+    delta = parse_duration(value)
+    if delta <= timedelta(0):
+        raise ValueError(f"{value!r}: the duration must be longer than zero")
+    return delta
+
+
+def _texts(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError("give one text per language, e.g. {de: ..., en: ...}")
+    return value
+
+
+def _moment(value: Any) -> str:
+    """``at:`` as YAML gives it (a datetime, or text such as 2026-12-01T09:00) -> ISO 8601 text."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date and time such as 2026-12-01T09:00") from None
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="minutes" if not value.second else "seconds")
+    if isinstance(value, date):
+        raise ValueError(f"{value.isoformat()} has no time of day; write e.g. {value.isoformat()}T09:00")
+    raise ValueError(f"expected a date and time such as 2026-12-01T09:00, got {value!r}")
+
+
+def _some_unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError("list at least one")
+    for position, value in enumerate(values):
+        if value in values[:position]:
+            raise ValueError(f"{value!r} is listed twice")
+    return values
+
+
+Tag = Annotated[str, AfterValidator(_known_tag)]
+SourceName = Annotated[str, AfterValidator(_known_source)]
+LanguageCode = Annotated[str, AfterValidator(_known_language)]
+ChannelName = Annotated[str, AfterValidator(_known_channel)]
+Url = Annotated[str, AfterValidator(_canonical_url)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Texts = Annotated[dict[str, str], BeforeValidator(_texts)]
+
+
+# -- the file's shape -----------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SelectFile(_Strict):
+    """``select:`` of a section (or of a social campaign)."""
+
+    tags: tuple[Tag, ...] = ()
+    sources: tuple[SourceName, ...] = ()
+    since: Duration | None = None
+    max: Annotated[StrictInt, Field(ge=1)] | None = None
+    pin: tuple[Url, ...] = ()
+    exclude: tuple[Url, ...] = ()
+
+    @model_validator(mode="after")
+    def _pinned_and_excluded(self) -> SelectFile:
+        both = [url for url in self.pin if url in self.exclude]
+        if both:
+            raise ValueError(f"{both[0]} is both pinned and excluded; keep one")
+        return self
+
+    def selection(self) -> Selection:
+        return Selection(self.tags, self.sources, self.since, self.max, self.pin, self.exclude)
+
+
+class SectionFile(_Strict):
+    id: Annotated[str, AfterValidator(_name)]
+    heading: Texts = {}
+    select: SelectFile = SelectFile()
+
+
+class ScheduleFile(_Strict):
+    """``{cron: "0 9 1 * *"}`` or ``{at: 2026-12-01T09:00}`` (a time without offset is config.yaml's
+    ``timezone``; the scheduler applies it)."""
+
+    cron: Annotated[str, AfterValidator(check_cron)] | None = None
+    at: Annotated[str, BeforeValidator(_moment)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScheduleFile:
+        if (self.cron is None) == (self.at is None):
+            raise ValueError(
+                'give either cron (e.g. {cron: "0 9 1 * *"}) or at (e.g. {at: 2026-12-01T09:00})'
+            )
+        return self
+
+    def as_mapping(self) -> dict[str, str]:
+        return {"cron": self.cron} if self.cron is not None else {"at": self.at or ""}
+
+
+class _CommonFile(_Strict):
+    name: Annotated[str, AfterValidator(_name)] | None = None
+    kind: Literal["newsletter", "social"] = "newsletter"
+    languages: Annotated[tuple[LanguageCode, ...], AfterValidator(_some_unique)] | None = None
+    schedule: ScheduleFile | None = None
+    late_policy: Literal["send", "hold"] = "hold"
+    approval: Literal["required", "auto"] = "required"
+    min_items: Annotated[StrictInt, Field(ge=0)] = 1
+    template: Annotated[str, AfterValidator(_existing_template)] | None = None
+
+
+class NewsletterFile(_CommonFile):
+    list: Annotated[str, AfterValidator(_known_list)] | None = None
+    subject: Texts = {}
+    intro: Texts = {}
+    preheader: Texts = {}
+    sections: tuple[SectionFile, ...] = ()
+
+
+class SocialFile(_CommonFile):
+    channels: Annotated[tuple[ChannelName, ...], AfterValidator(_some_unique)]
+    trigger: Literal["new_items"] | None = None
+    select: SelectFile
+
+
+# -- checks across keys (on the raw data, so they run even where pydantic found faults) ----------------
+
+
+class _Problems:
+    """Collects (key path, message, hint) triples and turns them into located ConfigErrors."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.errors: list[ConfigError] = []
+
+    def add(self, key_path: KeyPath, message: str, hint: str = "") -> None:
+        where = format_key_path(key_path) or "(top level)"
+        self.errors.append(ConfigError(self.doc.locate(key_path), where, message, hint))
+
+
+def _campaign_languages(data: Mapping[str, Any], ctx: CampaignContext) -> tuple[str, ...] | None:
+    """The campaign's languages, or None when ``languages`` is broken (pydantic reports that)."""
+    value = data.get("languages", list(ctx.languages))
+    if isinstance(value, list) and value and all(isinstance(v, str) and v in ctx.languages for v in value):
+        return tuple(value)
+    return None
+
+
+def _check_texts(
+    problems: _Problems,
+    key_path: KeyPath,
+    texts: Any,
+    languages: tuple[str, ...] | None,
+    ctx: CampaignContext,
+    jinja: bool,
+) -> None:
+    """A per-language mapping: known languages, valid Jinja, a text for every campaign language."""
+    if not isinstance(texts, dict):
+        return  # pydantic reports the wrong type
+    for language, text in texts.items():
+        if str(language) not in ctx.languages:
+            problems.add((*key_path, str(language)), _choices(str(language), ctx.languages, "language"))
+        elif jinja and isinstance(text, str):
+            _check_jinja(problems, (*key_path, str(language)), text)
+    for language in languages or ():
+        text = texts.get(language)
+        if text is None or (isinstance(text, str) and not text.strip()):
+            problems.add((*key_path, language), f"missing text for language {language!r}")
+
+
+_JINJA = jinja2.Environment()
+
+
+def _check_jinja(problems: _Problems, key_path: KeyPath, text: str) -> None:
+    try:
+        _JINJA.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        problems.add(key_path, f"Jinja syntax error in line {exc.lineno} of the text: {exc.message}")
+
+
+def _check_newsletter(problems: _Problems, data: Mapping[str, Any], ctx: CampaignContext) -> None:
+    languages = _campaign_languages(data, ctx)
+    _check_texts(problems, ("subject",), data.get("subject", {}), languages, ctx, jinja=True)
+    for key in ("intro", "preheader"):
+        if data.get(key) is not None:
+            _check_texts(problems, (key,), data[key], languages, ctx, jinja=True)
+    if "list" not in data and "newsletter" not in ctx.lists:
+        problems.add(
+            ("list",), "required key is missing", f"configured lists: {', '.join(sorted(ctx.lists))}"
+        )
+    sections = data.get("sections", [])
+    if sections == []:
+        problems.add(("sections",), "a newsletter needs at least one section")
+    elif isinstance(sections, list):
+        _check_sections(problems, sections, languages, ctx)
+
+
+def _check_sections(
+    problems: _Problems, sections: list[Any], languages: tuple[str, ...] | None, ctx: CampaignContext
+) -> None:
+    first_use: dict[str, int] = {}
+    for position, section in enumerate(sections):
+        if not isinstance(section, dict):
+            continue
+        section_id = section.get("id")
+        if isinstance(section_id, str) and section_id in first_use:
+            message = f"section id {section_id!r} is already used by sections[{first_use[section_id]}]"
+            problems.add(("sections", position, "id"), message)
+        elif isinstance(section_id, str):
+            first_use[section_id] = position
+        _check_texts(
+            problems, ("sections", position, "heading"), section.get("heading", {}), languages, ctx, False
+        )
+
+
+def _check_social(problems: _Problems, data: Mapping[str, Any]) -> None:
+    if "trigger" in data and "schedule" in data:
+        problems.add(("trigger",), "give trigger (a post per new item) or schedule (a digest post), not both")
+
+
+def _check_name(problems: _Problems, data: Mapping[str, Any], path: Path) -> None:
+    if "name" not in data and not _NAME.match(path.stem):
+        message = f"the file name {path.stem!r} is not a valid campaign name"
+        problems.add(
+            ("name",), message, "rename the file or set name: (lower-case letters, digits, '-', '_', '.')"
+        )
+
+
+def _check_duplicate_keys(problems: _Problems, node: yaml.Node | None, key_path: KeyPath = ()) -> None:
+    """YAML keeps the last of two equal keys silently; staff should hear about it."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if isinstance(key, str) and key != "<<":
+                if key in seen:
+                    where = problems.doc.path, key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                    message = (
+                        f"key {key!r} is written twice (first in line {seen[key]}); YAML keeps only the last"
+                    )
+                    problems.errors.append(
+                        ConfigError(Location(*where), format_key_path((*key_path, key)), message)
+                    )
+                else:
+                    seen[key] = key_node.start_mark.line + 1
+            _check_duplicate_keys(problems, value_node, (*key_path, key if isinstance(key, str) else "?"))
+    elif isinstance(node, yaml.SequenceNode):
+        for position, child in enumerate(node.value):
+            _check_duplicate_keys(problems, child, (*key_path, position))
+
+
+# -- loading --------------------------------------------------------------------------------------------
+
+
+def load_campaign(path: Path, ctx: CampaignContext) -> Campaign:
+    """Read and validate one campaign file.
+
+    :param path: the YAML file; error locations name it as given.
+    :param ctx: the configured names the file may refer to.
+    :raises ConfigErrors: every problem of the file, each with ``file:line:col``, key path and message.
+    """
+    return _load(path, ctx)[0]
+
+
+def _load(path: Path, ctx: CampaignContext) -> tuple[Campaign, YamlDocument]:
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from None
+    if not isinstance(doc.data, dict):
+        what = "empty" if doc.data is None else "not a mapping of keys (key: value)"
+        raise ConfigErrors(
+            [ConfigError(doc.locate(()), "", f"the campaign file is {what}; see campaigns/monthly.yaml")]
+        )
+    data: dict[str, Any] = doc.data
+    model_class: type[NewsletterFile] | type[SocialFile] = (
+        SocialFile if data.get("kind") == "social" else NewsletterFile
+    )
+    problems = _Problems(doc)
+    _check_duplicate_keys(problems, doc.root)
+    _check_name(problems, data, path)
+    if model_class is SocialFile:
+        _check_social(problems, data)
+    else:
+        _check_newsletter(problems, data, ctx)
+    model: NewsletterFile | SocialFile | None = None
+    try:
+        model = model_class.model_validate(data, context=ctx)
+    except ValidationError as exc:
+        problems.errors.extend(_kind_hints(validation_errors(exc, doc, model_class), model_class))
+    if problems.errors or model is None:
+        raise ConfigErrors(_in_file_order(problems.errors))
+    return _campaign(model, path, ctx), doc
+
+
+def _kind_hints(errors: list[ConfigError], model_class: type[BaseModel]) -> list[ConfigError]:
+    """A newsletter key in a social campaign (or the other way round) says so instead of 'unknown key'."""
+    other: type[BaseModel] = NewsletterFile if model_class is SocialFile else SocialFile
+    kind = "a newsletter" if other is NewsletterFile else "a social"
+    allowed = ", ".join(model_class.model_fields)
+    return [
+        ConfigError(e.location, e.key_path, f"only for {kind} campaign (allowed here: {allowed})")
+        if e.key_path in other.model_fields and e.message.startswith("unknown key")
+        else e
+        for e in errors
+    ]
+
+
+def _in_file_order(errors: Iterable[ConfigError]) -> list[ConfigError]:
+    unique = {str(error): error for error in errors}
+    return sorted(unique.values(), key=lambda e: (e.location.line or 0, e.location.col or 0, e.key_path))
+
+
+def _campaign(model: NewsletterFile | SocialFile, path: Path, ctx: CampaignContext) -> Campaign:
+    common: dict[str, Any] = {
+        "name": model.name or path.stem,
+        "path": str(path),
+        "kind": model.kind,
+        "languages": model.languages or ctx.languages,
+        "schedule": model.schedule.as_mapping() if model.schedule else {},
+        "late_policy": model.late_policy,
+        "approval": model.approval,
+        "min_items": model.min_items,
+    }
+    if isinstance(model, SocialFile):
+        # An empty template means the shipped default of each platform (chosen when posts are rendered).
+        section = Section(SOCIAL_SECTION_ID, {}, model.select.selection())
+        return Campaign(**common, list="", template=model.template or "", sections=(section,))
+    return Campaign(
+        **common,
+        list=model.list or "newsletter",
+        template=model.template or ctx.default_template,
+        subject=dict(model.subject),
+        intro=dict(model.intro),
+        preheader=dict(model.preheader),
+        sections=tuple(Section(s.id, dict(s.heading), s.select.selection()) for s in model.sections),
+    )
+
+
+def campaign_files(folder: Path) -> list[Path]:
+    """``*.yaml`` and ``*.yml`` directly in ``folder``, sorted by name; hidden files left out."""
+    files = [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")]
+    return sorted(p for p in files if p.is_file())
+
+
+def load_all(folder: Path, ctx: CampaignContext) -> tuple[list[Campaign], list[ConfigError]]:
+    """Every campaign file of ``folder``, and every problem found in them.
+
+    A broken file does not hide the others: its errors are returned and the rest load. A campaign whose
+    name another file already uses is left out with an error naming both files. A missing folder holds
+    no campaigns.
+    """
+    if not folder.is_dir():
+        return [], []
+    campaigns: list[Campaign] = []
+    errors: list[ConfigError] = []
+    owners: dict[str, str] = {}
+    for path in campaign_files(folder):
+        try:
+            campaign, doc = _load(path, ctx)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        if campaign.name in owners:
+            message = f"campaign name {campaign.name!r} is already used by {owners[campaign.name]}"
+            errors.append(ConfigError(doc.locate(("name",)), "name", message, "names must be unique"))
+            continue
+        owners[campaign.name] = str(path)
+        campaigns.append(campaign)
+    return campaigns, errors
