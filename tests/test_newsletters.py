@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -181,6 +180,9 @@ def test_cli_commands(settings, tmp_path: Path, capsys: pytest.CaptureFixture[st
     s = settings()
     config = str(s.config_path)
     assert cli.main(["check", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "note: campaign digest: 'Meldung 1' has no en text; shown in de (fallback)" in out
+    assert "All good" in out
     assert cli.main(["preview", "digest", "--out", str(tmp_path / "p"), "--config", config]) == 0
     out = capsys.readouterr().out
     assert "Digest November 2026" in out and str(tmp_path / "p" / "digest" / "index.html") in out

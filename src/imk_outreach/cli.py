@@ -206,15 +206,31 @@ def _status_json(s: catalog.SourceStatus) -> dict[str, Any]:
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     problems = check.run_checks(settings)
+    fallbacks = check.current_fallbacks(settings, datetime.now(UTC)) if not problems else []
     if args.json:
-        rows = [
-            {"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
-            for p in problems
-        ]
-        _print_json({"ok": not problems, "problems": rows})
-    elif problems:
-        for problem in problems:
-            print(problem)
+        _print_json(
+            {
+                "ok": not problems,
+                "problems": [
+                    {"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
+                    for p in problems
+                ],
+                "fallbacks": [
+                    {
+                        "campaign": f.campaign,
+                        "language": f.language,
+                        "item": f.item_id,
+                        "title": f.title,
+                        "shown_in": f.original,
+                    }
+                    for f in fallbacks
+                ],
+            }
+        )
+        return 1 if problems else 0
+    for line in [*problems, *fallbacks]:
+        print(line)
+    if problems:
         print(f"{len(problems)} problem(s) found.", file=sys.stderr)
     else:
         print("All good: config, campaigns and templates check out in every language.")

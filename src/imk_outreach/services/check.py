@@ -11,7 +11,7 @@ from jinja2 import TemplateSyntaxError
 from imk_outreach.config import Settings
 from imk_outreach.errors import ConfigError, TemplateError
 from imk_outreach.models import Campaign, Edition, EditionSection, NewsItem, Translation
-from imk_outreach.services.compose import load_campaigns
+from imk_outreach.services.compose import current_selection, load_campaigns
 from imk_outreach.services.rendering import render_all, template_env
 
 SYNTHETIC_DATE = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -84,6 +84,42 @@ def synthetic_edition(campaign: Campaign, languages: tuple[str, ...]) -> Edition
     return Edition(
         id=0, campaign=campaign.name, created_at=SYNTHETIC_DATE, date=SYNTHETIC_DATE, sections=sections
     )
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """An item the campaign would show now in its original language, lacking a translation."""
+
+    campaign: str
+    language: str
+    item_id: str
+    title: str
+    original: str
+
+    def __str__(self) -> str:
+        return (
+            f"note: campaign {self.campaign}: {self.title!r} has no {self.language} text; "
+            f"shown in {self.original} (fallback)"
+        )
+
+
+def current_fallbacks(settings: Settings, now: datetime) -> list[Fallback]:
+    """The fallbacks of every newsletter campaign's current selection (nothing is stored)."""
+    fallbacks = []
+    for campaign in load_campaigns(settings)[0]:
+        if campaign.kind != "newsletter":
+            continue
+        edition = current_selection(settings, campaign, now)
+        items = {item.id: item for item in edition.items}
+        try:
+            rendered = render_all(settings, campaign, edition, now)
+        except TemplateError:
+            continue  # reported as a problem by run_checks
+        for language, message in rendered.items():
+            for item_id in message.fallbacks:
+                item = items[item_id]
+                fallbacks.append(Fallback(campaign.name, language, item_id, item.title, item.language))
+    return fallbacks
 
 
 def run_checks(settings: Settings) -> list[Problem]:

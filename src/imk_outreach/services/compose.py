@@ -100,6 +100,15 @@ def _longest_since(campaign: Campaign) -> timedelta | None:
     return max(span for span in spans if span is not None)
 
 
+def current_selection(settings: Settings, campaign: Campaign, now: datetime) -> Edition:
+    """What an edition composed now would hold, without storing anything (for ``check``)."""
+    with engine_for(settings).connect() as conn:
+        since = _longest_since(campaign)
+        candidates = store.list_items(conn, since=(now - since) if since else None)
+        sections = select_sections(campaign, candidates, now, store.sent_item_ids(conn, campaign.name))
+    return Edition(id=0, campaign=campaign.name, created_at=now, date=now, sections=sections)
+
+
 def compose(
     settings: Settings, name: str, now: datetime | None = None, keep_short: bool = False
 ) -> ComposeResult:
