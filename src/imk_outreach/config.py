@@ -91,6 +91,37 @@ class SocialLink(Strict):
         return value
 
 
+class RetrySettings(Strict):
+    """Exponential back-off for transient delivery failures (SMTP 4xx, connection lost)."""
+
+    base_delay: Duration = timedelta(minutes=1)
+    max_delay: Duration = timedelta(hours=6)
+    max_attempts: int = Field(8, ge=1, le=100)
+
+
+class DkimSettings(Strict):
+    """DKIM signing; the private key file is read at start (never commit it)."""
+
+    key_file: Path
+    selector: str
+    domain: str | None = None
+
+
+class SmtpSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1025, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    connections: int = Field(4, ge=1, le=64)
+    rate_per_second: float = Field(0, ge=0)
+    batch_size: int = Field(200, ge=1, le=10_000)
+    lease: Duration = timedelta(minutes=5)
+    retry: RetrySettings = RetrySettings()
+    dkim: DkimSettings | None = None
+
+
 class GatherSettings(Strict):
     """HTTP behaviour of gathering."""
 
@@ -173,6 +204,10 @@ class Settings(Strict):
     sources: tuple[SourceSettings, ...]
     tagging: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     gather: GatherSettings = GatherSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    secret_key: str | None = None
+    consent_version: str = "2026-11"
+    unsubscribe_mailto: str | None = None
     campaigns_dir: Path = Path("campaigns")
     templates_dir: Path = Path("templates")
 

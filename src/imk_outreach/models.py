@@ -260,3 +260,51 @@ class RenderedEmail:
     html: str
     text: str
     fallbacks: tuple[str, ...] = ()
+
+
+# -- subscribers and delivery ------------------------------------------------------------------------
+
+SUBSCRIBER_STATES = ("pending", "confirmed", "unsubscribed", "bounced")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A subscriber with the evidence of their consent. ``email`` is kept as given; uniqueness is
+    case-insensitive. ``ip_hash`` is a keyed hash, never the address itself."""
+
+    email: str
+    language: str
+    lists: tuple[str, ...] = ()
+    name: str = ""
+    status: str = "pending"
+    id: int | None = None
+    created_at: datetime | None = None
+    signup_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    consent_version: str | None = None
+    ip_hash: str | None = None
+    source: str | None = None
+    bounce_reason: str | None = None
+
+
+OUTBOX_STATES = ("queued", "sending", "retry", "sent", "failed", "unknown")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row: an edition to one recipient on one channel. ``state`` in OUTBOX_STATES."""
+
+    id: int
+    edition_id: int
+    channel: str
+    subscriber_id: int
+    language: str
+    state: str = "queued"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
+    message_id: str | None = None
+    reply: str | None = None
+    error: str | None = None

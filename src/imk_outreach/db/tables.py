@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -135,4 +136,70 @@ edition_items = Table(
     Column("item_id", String(40), ForeignKey("items.id"), primary_key=True),
     Column("section", String(100), nullable=False),
     Column("position", Integer, nullable=False),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),  # lower-cased: unique ignoring case
+    Column("name", String(200), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("signup_at", UTCDateTime),
+    Column("confirmed_at", UTCDateTime),
+    Column("unsubscribed_at", UTCDateTime),
+    Column("consent_version", String(100)),
+    Column("ip_hash", String(64)),
+    Column("source", String(200)),
+    Column("bounce_reason", Text),
+    Index("ix_subscribers_status", "status"),
+)
+
+subscriber_lists = Table(
+    "subscriber_lists",
+    metadata,
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("list", String(100), primary_key=True),
+    Index("ix_subscriber_lists_list", "list"),
+)
+
+# Erased subscribers leave only a keyed hash of their address, so a re-import cannot add them by accident.
+erased_addresses = Table(
+    "erased_addresses",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("erased_at", UTCDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("edition_id", Integer, ForeignKey("editions.id"), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
+    Column("language", String(8), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(100)),
+    Column("lease_until", UTCDateTime),
+    Column("message_id", String(300)),
+    Column("reply", Text),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("edition_id", "channel", "subscriber_id", name="uq_outbox_edition_channel_recipient"),
+    Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+app_settings = Table(
+    "app_settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
 )
