@@ -16,6 +16,7 @@ from imk_outreach.config import Settings, load_settings
 from imk_outreach.services.database import dispose_all
 from tests.support.httpserver import FixtureServer
 from tests.support.postgres import PostgresServer, start_server
+from tests.support.smtpserver import smtp_server, smtp_server_factory  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent

@@ -10,7 +10,7 @@ import pytest
 
 from imk_outreach import cli
 from imk_outreach.db import store
-from imk_outreach.models import NewsItem
+from imk_outreach.models import NewsItem, Subscriber
 from imk_outreach.services import compose
 from imk_outreach.services.check import run_checks
 from imk_outreach.services.database import engine_for
@@ -165,6 +165,14 @@ def test_check_names_broken_mjml(settings, tmp_path: Path) -> None:  # type: ign
 
 def test_preview_writes_every_language(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     s = settings()
+    with engine_for(s).begin() as conn:
+        for n, (language, status) in enumerate(
+            [("de", "confirmed"), ("de", "confirmed"), ("en", "confirmed"), ("en", "pending")]
+        ):
+            person = Subscriber(
+                email=f"p{n}@example.org", language=language, lists=("newsletter",), status=status
+            )
+            store.save_subscriber(conn, person, NOW)
     result = preview(s, "digest", tmp_path / "out", NOW)
     assert set(result.files) == {"de", "en"}
     de_html = result.files["de"][0].read_text("utf-8")
@@ -174,6 +182,8 @@ def test_preview_writes_every_language(settings, tmp_path: Path) -> None:  # typ
     index = result.index.read_text("utf-8")
     assert "Digest November 2026" in index and "de.html" in index and "en.html" in index
     assert set(result.rendered["en"].fallbacks) == {f"item0{n}" for n in (1, 2, 3, 4)}
+    assert result.recipients == {"de": 2, "en": 1}
+    assert 'data-recipients="de">2<' in index and 'data-recipients="en">1<' in index
 
 
 def test_cli_commands(settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

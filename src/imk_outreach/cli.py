@@ -6,10 +6,14 @@ Exit codes: 0 done, 1 bad input or a failed step, 2 usage, 3 partly done.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +26,7 @@ from imk_outreach import __version__
 from imk_outreach.config import Settings, database_url, load_settings, parse_duration
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Edition, NewsItem, SourceReport
-from imk_outreach.services import catalog, check, compose, ingest, preview
-from imk_outreach.services.demo import DEMO_SECTIONS, group_for_demo
+from imk_outreach.services import catalog, check, compose, demo, dispatch, ingest, preview, subscriptions
 
 log = logging.getLogger("imk_outreach")
 
@@ -311,38 +314,150 @@ def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- sending ---------------------------------------------------------------------------------------
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    if args.test_to:
+        subjects = dispatch.send_test(settings, args.campaign, args.test_to)
+        for subject in subjects:
+            print(f"Test mail sent to {args.test_to}: {subject}")
+        return 0
+    report = dispatch.send(settings, args.campaign)
+    print(
+        f"Edition {report.edition.id} of {args.campaign}: {report.queued} messages queued. "
+        "'imk-outreach deliver --until-empty' sends them (or a running worker does)."
+    )
+    return 0
+
+
+def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
+    if sys.stdout.isatty() and not args.quiet:
+        report = _deliver_with_progress(settings, args.until_empty)
+    else:
+        report = dispatch.deliver(settings, until_empty=args.until_empty)
+    print(
+        f"sent {report.sent}, retry later {report.retry}, failed {report.failed}, "
+        f"cancelled {report.cancelled} (recipient left before sending)"
+    )
+    return 3 if report.failed else 0
+
+
+def _deliver_with_progress(settings: Settings, until_empty: bool) -> dispatch.DeliverReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]delivering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=_console()) as bar:
+        task = bar.add_task("deliver", total=None, detail="")
+        started = time.monotonic()
+
+        def update(totals: dispatch.DeliverReport, pending: int) -> None:
+            done = totals.sent + totals.failed + totals.cancelled
+            rate = done / max(time.monotonic() - started, 1e-6)
+            detail = f"sent {totals.sent} failed {totals.failed} retry {totals.retry} · {rate:,.0f}/s"
+            bar.update(task, completed=done, total=done + pending, detail=detail)
+
+        return dispatch.deliver(settings, until_empty=until_empty, progress=update)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"worker {dispatch.worker_name()} delivering; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    report = dispatch.deliver(settings, stop=stop, poll=args.poll)
+    print(
+        f"worker stopped: sent {report.sent}, retry {report.retry}, failed {report.failed}", file=sys.stderr
+    )
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    editions = dispatch.status(settings)
+    sources = catalog.source_statuses(settings)
+    if args.json:
+        _print_json(
+            {
+                "editions": [
+                    {
+                        "id": e.edition.id,
+                        "campaign": e.edition.campaign,
+                        "state": e.edition.state,
+                        "counts": e.counts,
+                    }
+                    for e in editions
+                ],
+                "sources": [_status_json(s) for s in sources],
+                "next_runs": [],
+            }
+        )
+        return 0
+    table = Table(title="Editions")
+    for column in ("id", "campaign", "state", "queued", "sending", "retry", "sent", "failed", "cancelled"):
+        table.add_column(column)
+    for e in editions:
+        c = e.counts
+        table.add_row(
+            str(e.edition.id),
+            e.edition.campaign,
+            e.edition.state,
+            *(str(c[k]) for k in ("queued", "sending", "retry", "sent", "failed", "cancelled")),
+        )
+    _console().print(table)
+    return 0
+
+
 # -- demo ------------------------------------------------------------------------------------------
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     console = _console()
+    settings = demo.demo_settings(settings)
     console.rule("[bold]imk-outreach demo: gathering the bundled sample sources")
     result = ingest.gather(settings)
     _print_gather(result.reports)
     items = catalog.find_items(settings)
-    groups = group_for_demo(items, settings.languages)
-    for (section, language), members in groups:
-        console.print(_items_table(settings, members, f"{DEMO_SECTIONS[section]} - {language}"))
+    for (section, language), members in demo.group_for_demo(items, settings.languages):
+        console.print(_items_table(settings, members, f"{demo.DEMO_SECTIONS[section]} - {language}"))
     console.rule("[bold]Newsletter previews (compose + render, German and English)")
     previews = []
     for campaign in compose.load_campaigns(settings)[0]:
         if campaign.kind != "newsletter":
             continue
-        shown = preview.preview(settings, campaign.name)
+        shown = preview.preview(settings, campaign.name, settings.resolve_path("var/demo/preview"))
         edition = shown.result.edition
-        count = len(edition.items) if edition else 0
         note = f"  [yellow]({shown.result.skipped})[/]" if shown.result.skipped else ""
         subjects = " | ".join(m.subject for m in shown.rendered.values())
-        console.print(f"{campaign.name}: {count} items, subjects: {subjects}{note}")
+        console.print(
+            f"{campaign.name}: {len(edition.items) if edition else 0} items, subjects: {subjects}{note}"
+        )
         previews.append(shown.index)
+    console.rule("[bold]Sending the monthly newsletter to the sample subscribers (local mail capture)")
+    tour = demo.mail_tour(settings)
+    if tour.edition_id is None:
+        console.print(f"[yellow]Nothing sent: {tour.note}[/]")
+    else:
+        console.print(
+            f"{tour.subscribers} sample subscribers imported; edition {tour.edition_id} approved, "
+            f"{tour.queued} messages queued, {tour.sent} delivered."
+        )
     console.rule("[bold]Where to look")
     for index in previews:
         console.print(f"preview:       {index}")
-    console.print(f"database:      {database_url(settings)}")
+    console.print(f"mails:         {tour.maildir}  (a Maildir: new/ holds one .eml-style file per message)")
+    console.print(f"database:      {database_url(settings)}  (the demo's own, made afresh each run)")
     console.print(f"config:        {settings.config_path}  (sources, tagging rules; keys in docs/config.md)")
-    prog = _program()
-    console.print(f"items:         {prog} items --since 30d   (or --json, --tag film, --source bfi-news)")
-    console.print(f"source health: {prog} sources")
+    prog = f"IMK_DATABASE_URL={database_url(settings)} {_program()}"
+    console.print("explore the demo's data:")
+    console.print(f"  {prog} items --since 30d   (or --json, --tag film, --source bfi-news)")
+    console.print(f"  {prog} sources")
+    console.print(f"  {prog} status")
     return result.exit_code
 
 
@@ -353,6 +468,128 @@ def _program() -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return path.name if path.name != "__main__.py" else "python -m imk_outreach"
+
+
+# -- subscribers and the web app -------------------------------------------------------------------
+
+
+def cmd_subscribers_import(settings: Settings, args: argparse.Namespace) -> int:
+    report = subscriptions.import_csv(settings, args.file, args.status)
+    if args.json:
+        _print_json(
+            {
+                "imported": report.imported,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "rejected": [{"line": r.line, "email": r.email, "reason": r.reason} for r in report.rejected],
+                "mailed": report.mailed,
+                "mail_failures": [{"email": e, "reason": reason} for e, reason in report.mail_failures],
+                "ignored_columns": list(report.ignored_columns),
+            }
+        )
+    else:
+        print(
+            f"imported {report.imported}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"rejected {len(report.rejected)}"
+        )
+        for rejection in report.rejected:
+            print(rejection)
+        if args.status == "pending":
+            print(f"confirmation mails sent: {report.mailed}")
+        for email, reason in report.mail_failures:
+            print(f"confirmation mail not sent to {email}: {reason}")
+        if report.ignored_columns:
+            print(f"note: columns ignored: {', '.join(report.ignored_columns)}")
+    return 3 if report.rejected or report.mail_failures else 0
+
+
+def cmd_subscribers_add(settings: Settings, args: argparse.Namespace) -> int:
+    result = subscriptions.add(settings, args.email, args.name, args.language, args.lists or (), args.status)
+    sub = result.subscriber
+    print(f"added {sub.email} ({sub.status}; language {sub.language}; lists {', '.join(sub.lists)})")
+    if result.mailed:
+        print(f"confirmation mail sent to {sub.email}")
+    return 0
+
+
+def cmd_subscribers_remove(settings: Settings, args: argparse.Namespace) -> int:
+    sub = subscriptions.remove(settings, args.email)
+    print(f"unsubscribed {sub.email} (record and consent evidence kept; 'subscribers erase' deletes them)")
+    return 0
+
+
+def cmd_subscribers_export(settings: Settings, args: argparse.Namespace) -> int:
+    records = subscriptions.export(settings, args.email)
+    if args.format == "json":  # streamed: memory stays flat however long the list is
+        sys.stdout.write('{"subscribers": [')
+        for index, record in enumerate(records):
+            sys.stdout.write(("," if index else "") + "\n  " + json.dumps(record, ensure_ascii=False))
+        sys.stdout.write("\n]}\n")
+        return 0
+    writer = csv.DictWriter(sys.stdout, fieldnames=subscriptions.EXPORT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({**record, "lists": ";".join(record["lists"])})
+    return 0
+
+
+def cmd_subscribers_erase(settings: Settings, args: argparse.Namespace) -> int:
+    subscriptions.erase(settings, args.email)
+    print(
+        f"erased {args.email.strip()}: only a keyed hash of the address is kept, so no import adds it again"
+    )
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imk_outreach.web.app import create_app  # the web shell, only for this command
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _add_subscriber_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    group = sub.add_parser("subscribers", parents=[common], help="import, add, remove, export, erase")
+    commands = group.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
+
+    p = commands.add_parser("import", parents=[common], help="import subscribers from a CSV file")
+    p.add_argument("file", type=Path, metavar="FILE.csv", help="header row; email, name, language, lists")
+    p.add_argument(
+        "--status",
+        choices=subscriptions.IMPORT_STATUSES,
+        default="confirmed",
+        help="confirmed (consent given elsewhere) or pending (each gets a confirmation mail)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_subscribers_import)
+
+    p = commands.add_parser("add", parents=[common], help="add one subscriber")
+    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("--name", metavar="N", default="")
+    p.add_argument("--language", metavar="LANG", help="a configured language (default: the first)")
+    p.add_argument("--list", dest="lists", action="append", metavar="L", help="a list (repeatable)")
+    p.add_argument("--status", choices=subscriptions.IMPORT_STATUSES, default="confirmed")
+    p.set_defaults(func=cmd_subscribers_add)
+
+    p = commands.add_parser("remove", parents=[common], help="unsubscribe an address (record kept)")
+    p.add_argument("email", metavar="EMAIL")
+    p.set_defaults(func=cmd_subscribers_remove)
+
+    p = commands.add_parser("export", parents=[common], help="all subscribers (or one) to stdout")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--email", metavar="EMAIL", help="only this subscriber (a data access request)")
+    p.set_defaults(func=cmd_subscribers_export)
+
+    p = commands.add_parser("erase", parents=[common], help="delete a subscriber for good")
+    p.add_argument("email", metavar="EMAIL")
+    p.set_defaults(func=cmd_subscribers_erase)
+
+    p = sub.add_parser("serve", parents=[common], help="run the web app (subscribe, confirm, unsubscribe)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.set_defaults(func=cmd_serve)
 
 
 # -- plumbing --------------------------------------------------------------------------------------
@@ -418,8 +655,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", metavar="NAME", help="who approves (default: the login name)")
     p.set_defaults(func=cmd_approve)
 
+    p = sub.add_parser("send", parents=[common], help="queue a campaign's approved edition for its list")
+    p.add_argument("campaign", metavar="CAMPAIGN")
+    p.add_argument("--test-to", metavar="EMAIL", help="send one copy per language to EMAIL now instead")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("deliver", parents=[common], help="send what is queued")
+    p.add_argument("--until-empty", action="store_true", help="wait for retries until nothing is pending")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_deliver)
+
+    p = sub.add_parser("worker", parents=[common], help="deliver continuously (one of several processes)")
+    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="wait between empty polls")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("status", parents=[common], help="editions and their messages per state")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("demo", parents=[common], help="the end-to-end tour on the sample sources")
     p.set_defaults(func=cmd_demo)
+    _add_subscriber_parsers(sub, common)
     return parser
 
 

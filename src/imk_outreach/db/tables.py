@@ -203,3 +203,17 @@ app_settings = Table(
     Column("key", String(100), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# What an approved edition rendered to when it was queued: workers send exactly this, so what goes out
+# is what was approved, and no worker re-renders.
+edition_messages = Table(
+    "edition_messages",
+    metadata,
+    Column("edition_id", Integer, ForeignKey("editions.id", ondelete="CASCADE"), primary_key=True),
+    Column("language", String(8), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("fallbacks", JSON, nullable=False),
+)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+from imk_outreach.config import Settings
 from imk_outreach.models import NewsItem
+from imk_outreach.services import compose, dispatch, subscriptions
+from imk_outreach.services.database import dispose_all
+from imk_outreach.services.mailcapture import MailCapture
 
 # The sections of the sample monthly newsletter (DESIGN.md); the first whose tags match wins.
 DEMO_SECTIONS = {
@@ -39,3 +46,57 @@ def group_for_demo(
     sections = list(DEMO_SECTIONS)
     keys = sorted(groups, key=lambda k: (sections.index(k[0]), order.get(k[1], len(order)), k[1]))
     return [(key, groups[key]) for key in keys]
+
+
+# -- the mail part of the tour ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MailTour:
+    maildir: Path
+    subscribers: int
+    queued: int
+    sent: int
+    edition_id: int | None
+    note: str | None = None
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The config with its own fresh database under var/demo/, so the tour can run again and again and
+    never touches the configured database."""
+    folder = settings.resolve_path("var/demo")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    dispose_all()
+    return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'imk-outreach.db'}"})
+
+
+def mail_tour(
+    settings: Settings, campaign: str = "monthly", subscribers_csv: str = "samples/subscribers.csv"
+) -> MailTour:
+    """Import the sample subscribers, approve and queue the campaign, and deliver it to a local mail
+    capture (a real SMTP server writing a Maildir under var/demo/mail)."""
+    maildir = settings.resolve_path("var/demo/mail")
+    imported = subscriptions.import_csv(settings, settings.resolve_path(subscribers_csv), status="confirmed")
+    count = imported.imported + imported.updated + imported.unchanged
+    result = compose.compose(settings, campaign)
+    if result.edition is None:
+        return MailTour(maildir, count, 0, 0, None, result.skipped)
+    if result.edition.state == "draft":
+        compose.approve(settings, result.edition.id, by="demo")
+    with MailCapture(maildir) as capture:
+        smtp = settings.smtp.model_copy(
+            update={
+                "host": "127.0.0.1",
+                "port": capture.port,
+                "security": "none",
+                "username": None,
+                "password": None,
+                "dkim": None,
+            }
+        )
+        local = settings.model_copy(update={"smtp": smtp})
+        report = dispatch.send(local, campaign)
+        delivered = dispatch.deliver(local, until_empty=True)
+    return MailTour(maildir, count, report.queued, delivered.sent, report.edition.id)

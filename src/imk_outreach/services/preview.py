@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imk_outreach.config import Settings
+from imk_outreach.db import store
 from imk_outreach.models import Edition, RenderedEmail
 from imk_outreach.render.email import greeting, personalize
 from imk_outreach.services.compose import ComposeResult, compose
+from imk_outreach.services.database import engine_for
 from imk_outreach.services.rendering import render_all
 
 SAMPLE_NAME = "Erika Mustermann"
@@ -23,6 +25,7 @@ class PreviewResult:
     index: Path
     files: dict[str, tuple[Path, Path]]  # language -> (html, text)
     rendered: dict[str, RenderedEmail]
+    recipients: dict[str, int]  # confirmed subscribers of the campaign's list per language
 
 
 def sample_values(settings: Settings, language: str) -> dict[str, str]:
@@ -58,11 +61,15 @@ def preview(
         text_path.write_text(text, encoding="utf-8")
         files[language] = (html_path, text_path)
     index = folder / "index.html"
-    index.write_text(_index_page(result, edition, rendered), encoding="utf-8")
-    return PreviewResult(result, index, files, rendered)
+    with engine_for(settings).connect() as conn:
+        recipients = store.recipients_by_language(conn, result.campaign.list)
+    index.write_text(_index_page(result, edition, rendered, recipients), encoding="utf-8")
+    return PreviewResult(result, index, files, rendered, recipients)
 
 
-def _index_page(result: ComposeResult, edition: Edition, rendered: dict[str, RenderedEmail]) -> str:
+def _index_page(
+    result: ComposeResult, edition: Edition, rendered: dict[str, RenderedEmail], recipients: dict[str, int]
+) -> str:
     titles = {item.id: item.title for item in edition.items}
     columns = []
     for language, message in rendered.items():
@@ -72,6 +79,8 @@ def _index_page(result: ComposeResult, edition: Edition, rendered: dict[str, Ren
             f'<p class="subject"><b>Subject:</b> <span data-subject="{language}">'
             f"{html.escape(message.subject)}</span></p>"
             f'<p class="preheader"><b>Preheader:</b> {html.escape(message.preheader)}</p>'
+            f'<p><b>Recipients:</b> <span data-recipients="{language}">{recipients.get(language, 0)}</span> '
+            f"confirmed subscribers of {html.escape(result.campaign.list)} read {language.upper()}</p>"
             f"<p><b>Fallbacks</b> (shown in the original language): {len(message.fallbacks)}</p>"
             f'<ul class="fallbacks">{fallbacks}</ul>'
             f'<p><a href="{language}.html">HTML</a> · <a href="{language}.txt">text part</a></p>'
@@ -91,7 +100,7 @@ def _index_page(result: ComposeResult, edition: Edition, rendered: dict[str, Ren
         ".lang{flex:1 1 640px}iframe{border:1px solid #ccc;width:100%;max-width:640px}"
         ".warning{background:#fff3cd;padding:.5rem}</style></head><body>"
         f"<h1>{html.escape(result.campaign.name)}: edition {edition.id} ({approval})</h1>"
-        f"<p>{len(edition.items)} items, {result.new_items} new. Recipients per language are counted once "
-        "subscribers exist.</p>"
+        f"<p>{len(edition.items)} items, {result.new_items} new; "
+        f"{sum(recipients.get(lang, 0) for lang in rendered)} recipients.</p>"
         f"{notice}<main>{''.join(columns)}</main></body></html>"
     )
