@@ -469,8 +469,17 @@ def sent_item_ids(conn: Connection, campaign: str) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
-def set_edition_state(conn: Connection, edition_id: int, state: str) -> None:
-    conn.execute(update(editions).where(editions.c.id == edition_id).values(state=state))
+def set_edition_state(conn: Connection, edition_id: int, state: str, list_name: str | None = None) -> None:
+    values: dict[str, Any] = {"state": state}
+    if list_name is not None:
+        values["list_name"] = list_name
+    conn.execute(update(editions).where(editions.c.id == edition_id).values(**values))
+
+
+def edition_lists(conn: Connection, edition_ids: Sequence[int]) -> dict[int, str]:
+    """The mailing list each edition was queued for."""
+    query = select(editions.c.id, editions.c.list_name).where(editions.c.id.in_(list(edition_ids)))
+    return {edition_id: name for edition_id, name in conn.execute(query) if name is not None}
 
 
 # -- app settings ----------------------------------------------------------------------------------

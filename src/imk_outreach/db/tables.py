@@ -125,6 +125,7 @@ editions = Table(
     Column("approved_at", UTCDateTime),
     Column("approved_hash", String(64)),
     Column("skip_reason", Text),
+    Column("list_name", String(100)),  # the mailing list it was queued for (set by send)
     Index("ix_editions_campaign", "campaign"),
 )
 

@@ -29,7 +29,7 @@ from imk_outreach.publishers.smtp import SmtpOptions, SmtpSender
 from imk_outreach.render.email import PLACEHOLDERS, greeting
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
-from imk_outreach.services.compose import EditionError, compose, get_campaign
+from imk_outreach.services.compose import EditionError, compose
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.rendering import content_hash, render_all
 
@@ -96,7 +96,7 @@ def send(settings: Settings, campaign_name: str, now: datetime | None = None) ->
         queued = store.enqueue_edition(
             conn, edition.id, result.campaign.list, result.campaign.languages, CHANNEL, now
         )
-        store.set_edition_state(conn, edition.id, "queued")
+        store.set_edition_state(conn, edition.id, "queued", list_name=result.campaign.list)
     log.info("edition %d of %s: %d messages queued", edition.id, campaign_name, queued)
     return SendReport(edition, queued)
 
@@ -234,7 +234,7 @@ def _deliver_batch(
         recipients = store.subscribers_by_id(
             conn, [d.subscriber_id for d in batch if d.subscriber_id is not None]
         )
-        lists = _edition_lists(settings, conn, {d.edition_id for d in batch})
+        lists = store.edition_lists(conn, list({d.edition_id for d in batch}))
         templates = _templates(settings, conn, cache, batch, lists)
     results: list[dict[str, Any]] = []
     # Each message goes to the sending threads as soon as it is built, so building and sending overlap.
@@ -323,15 +323,6 @@ def _not_deliverable(subscriber: Subscriber | None, list_name: str | None) -> st
     if list_name is not None and list_name not in subscriber.lists:
         return f"recipient left the list {list_name} before sending"
     return None
-
-
-def _edition_lists(settings: Settings, conn: Any, edition_ids: Iterable[int]) -> dict[int, str]:
-    lists = {}
-    for edition_id in edition_ids:
-        edition = store.get_edition(conn, edition_id)
-        if edition is not None:
-            lists[edition_id] = get_campaign(settings, edition.campaign).list
-    return lists
 
 
 def _templates(
