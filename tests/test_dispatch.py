@@ -278,3 +278,35 @@ def test_cli_send_deliver_status(
     assert row["state"] == "sent" and row["counts"]["sent"] == 2 and row["counts"]["failed"] == 0
     assert set(row["counts"]) >= {"queued", "sending", "retry", "sent", "failed", "unknown"}
     assert "sources" in data and "next_runs" in data
+
+
+def test_two_sends_at_once_queue_each_recipient_once(
+    make_settings: ConfigFactory, tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    import threading
+
+    settings = make(make_settings, tmp_path, smtp_server)
+    add_subscribers(settings, 40)
+    draft = compose.compose(settings, "digest", NOW).edition
+    assert draft is not None
+    compose.approve(settings, draft.id, by="test", now=NOW)
+    gate = threading.Barrier(2)
+    reports: list[Any] = []
+
+    def send() -> None:
+        gate.wait()
+        try:
+            reports.append(dispatch.send(settings, "digest", NOW))
+        except compose.EditionError as exc:  # the other send queued the edition before this one composed
+            reports.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(reports) == 2
+    sent = [r for r in reports if isinstance(r, dispatch.SendReport)]
+    assert sum(r.queued for r in sent) == 40
+    assert all("nothing to send" in str(r) for r in reports if not isinstance(r, dispatch.SendReport))
+    assert rows(settings) == {"queued": 40}

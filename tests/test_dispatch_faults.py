@@ -80,10 +80,26 @@ def test_three_workers_on_postgres_serve_no_one_twice(
     settings = make(make_settings, tmp_path, smtp_server, batch_size=25, rate_per_second=200, connections=2)
     people = add_subscribers(settings, 600)
     approve_and_send(settings)
-    workers = [_deliver_process(settings.config_path) for _ in range(3)]
+    command = [
+        sys.executable,
+        "-m",
+        "imk_outreach",
+        "worker",
+        "--poll",
+        "0.2",
+        "--config",
+        str(settings.config_path),
+    ]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    try:
+        finished = _wait_for(lambda: dispatch.status(settings)[0].counts["sent"] == len(people), 180)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
     for worker in workers:
-        _, err = worker.communicate(timeout=180)
+        _, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err.decode()
+    assert finished
     recipients = [m.rcpt_tos[0] for m in smtp_server.messages]
     assert len(recipients) == len(people) == len(set(recipients))
     with engine_for(settings).connect() as conn:

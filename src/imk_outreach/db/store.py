@@ -476,6 +476,18 @@ def set_edition_state(conn: Connection, edition_id: int, state: str, list_name: 
     conn.execute(update(editions).where(editions.c.id == edition_id).values(**values))
 
 
+def lock_edition(conn: Connection, edition_id: int) -> str | None:
+    """Lock an edition's row for the rest of the transaction and return its state (None: no such
+    edition). SQLite has no row locks: there the transaction takes the database's write lock first, so
+    call this as the transaction's first statement."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    query = select(editions.c.state).where(editions.c.id == edition_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).scalar_one_or_none()
+
+
 def edition_lists(conn: Connection, edition_ids: Sequence[int]) -> dict[int, str]:
     """The mailing list each edition was queued for."""
     query = select(editions.c.id, editions.c.list_name).where(editions.c.id.in_(list(edition_ids)))

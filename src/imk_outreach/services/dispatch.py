@@ -92,6 +92,8 @@ def send(settings: Settings, campaign_name: str, now: datetime | None = None) ->
             f"preview it again and run 'imk-outreach approve {edition.id}'"
         )
     with engine_for(settings).begin() as conn:
+        if store.lock_edition(conn, edition.id) != "approved":  # another send was quicker
+            return SendReport(edition, 0, already_queued=True)
         store.save_edition_messages(conn, edition.id, list(rendered.values()))
         queued = store.enqueue_edition(
             conn, edition.id, result.campaign.list, result.campaign.languages, CHANNEL, now
