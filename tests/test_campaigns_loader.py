@@ -165,7 +165,7 @@ def test_bad_cron() -> None:
 def test_bad_since() -> None:
     path = fixture("bad_since.yaml")
     assert errors_of(path) == [
-        f"{path}:5:28: sections[0].select.since: '7 days' is not a duration (use e.g. 12h, 7d, 31d, 2w)",
+        f"{path}:5:28: sections[0].select.since: '7 days' is not a duration (use e.g. 30m, 2h, 7d, 1w)",
         f"{path}:8:29: sections[1].select.since: '0d': the duration must be longer than zero",
     ]
 

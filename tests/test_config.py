@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from imk_outreach.config import Settings, database_url, load_settings, parse_duration
+from imk_outreach.config import Settings, database_url, load_settings
+from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ConfigError, ConfigErrors
 
 REPO = Path(__file__).parent.parent

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imk_outreach import __version__
-from imk_outreach.config import Settings, database_url, load_settings, parse_duration
+from imk_outreach.config import Settings, database_url, load_settings
+from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Edition, NewsItem, SourceReport
 from imk_outreach.services import catalog, check, compose, demo, dispatch, ingest, preview, subscriptions

@@ -24,31 +24,15 @@ from pydantic import (
     model_validator,
 )
 
+from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ConfigError, ConfigErrors, Location
 from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
 
 DEFAULT_CONFIG = Path("config.yaml")
 ENV_PREFIX = "IMK_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"(\d+)\s*(w|d|h|m|s)", re.IGNORECASE)
-_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _LANG = re.compile(r"^[a-z]{2}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"30m"``, ``"1h30m"``, ``"7d"``, ``"2w"``, ``"90s"`` -> timedelta.
-
-    :raises ValueError: not a duration.
-    """
-    compact = text.replace(" ", "").lower()
-    parts = _DURATION.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 30m, 2h, 7d, 1w)")
-    delta = timedelta()
-    for number, unit in parts:
-        delta += timedelta(**{_DURATION_UNITS[unit.lower()]: int(number)})
-    return delta
 
 
 def _duration(value: Any) -> Any:

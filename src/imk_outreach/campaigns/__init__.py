@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from imk_outreach.campaigns.loader import CampaignContext, check_cron, load_all, load_campaign, parse_duration
+from imk_outreach.campaigns.loader import CampaignContext, check_cron, load_all, load_campaign
 from imk_outreach.campaigns.selection import count_new, select_sections
+from imk_outreach.durations import parse_duration
 
 __all__ = [
     "CampaignContext",

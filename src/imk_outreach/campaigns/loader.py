@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ConfigError, ConfigErrors, Location
 from imk_outreach.models import Campaign, Section, Selection
 from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
@@ -42,8 +43,6 @@ from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, vali
 KeyPath = tuple[str | int, ...]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_DURATION = re.compile(r"(\d+)(w|d|h|m|s)")
-_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _SHOWN_CHOICES = 12
 TEXT_KEYS = ("subject", "intro", "preheader")
 SOCIAL_SECTION_ID = "items"
@@ -68,22 +67,6 @@ class CampaignContext:
 
 
 # -- single values ----------------------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"31d"``, ``"12h"``, ``"2w"``, ``"1d12h"`` -> timedelta (units w, d, h, m, s; same grammar as
-    config.yaml's ``every``).
-
-    :raises ValueError: not a duration.
-    """
-    compact = text.replace(" ", "").lower()
-    parts = _DURATION.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 12h, 7d, 31d, 2w)")
-    delta = timedelta()
-    for number, unit in parts:
-        delta += timedelta(**{_DURATION_UNITS[unit]: int(number)})
-    return delta
 
 
 @dataclass(frozen=True)
