@@ -537,3 +537,52 @@ def test_publish_error_builds_its_message_from_its_fields() -> None:
     assert str(error) == "email: smtp server mx:587 refused login as 'news' (retrying will not help)"
     assert "a later retry may help" in str(PublishError("x-de", "HTTP 503", retryable=True))
     assert [str(outcome) for outcome in Outcome] == ["sent", "retry", "failed"]
+
+
+def test_pipelined_and_classic_sessions_classify_alike(
+    smtp_server_factory: Callable[..., SmtpTestServer], make_sender: SenderFactory
+) -> None:
+    """With PIPELINING offered, MAIL/RCPT/DATA go out in one write; every refusal must still be
+    classified as in the one-command-at-a-time session, and the session must stay usable after it."""
+    seen = {}
+    for pipelining in (True, False):
+        server = smtp_server_factory(pipelining=pipelining)
+        server.respond("later@*", "451 4.3.0 try later", times=1)
+        server.respond("gone@*", "550 5.1.1 no such user")
+        server.respond("policy@*", "554 5.7.1 rejected after data", stage="data")
+        server.respond("bad-sender@*", "553 5.7.1 sender refused", stage="mail")
+        sender = make_sender(server, connections=1)
+        outcomes = []
+        for to in (
+            "ok@example.org",
+            "later@example.org",
+            "gone@example.org",
+            "policy@example.org",
+            "later@example.org",
+            "ok2@example.org",
+        ):
+            result = send(sender, to)
+            outcomes.append((to, result.outcome, result.code, result.bounced))
+        refused_sender = sender.send("bad-sender@example.org", "ok3@example.org", message("ok3@example.org"))
+        outcomes.append(("bad-sender", refused_sender.outcome, refused_sender.code, refused_sender.bounced))
+        outcomes.append(("after", send(sender, "ok4@example.org").outcome, None, False))
+        seen[pipelining] = outcomes
+        assert [m.rcpt_tos[0] for m in server.messages] == [
+            "ok@example.org",
+            "later@example.org",
+            "ok2@example.org",
+            "ok4@example.org",
+        ]
+        assert len(server.sessions()) == 1  # every refusal left the one connection usable
+        sender.close()
+    assert seen[True] == seen[False]
+    assert [o[1] for o in seen[True]] == [
+        Outcome.SENT,
+        Outcome.RETRY,
+        Outcome.FAILED,
+        Outcome.FAILED,
+        Outcome.SENT,
+        Outcome.SENT,
+        Outcome.FAILED,
+        Outcome.SENT,
+    ]

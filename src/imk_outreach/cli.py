@@ -334,9 +334,9 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     if sys.stdout.isatty() and not args.quiet:
-        report = _deliver_with_progress(settings, args.until_empty)
+        report = _deliver_with_progress(settings, args.until_empty, args.processes)
     else:
-        report = dispatch.deliver(settings, until_empty=args.until_empty)
+        report = dispatch.deliver_parallel(settings, args.processes, until_empty=args.until_empty)
     print(
         f"sent {report.sent}, retry later {report.retry}, failed {report.failed}, "
         f"cancelled {report.cancelled} (recipient left before sending)"
@@ -344,7 +344,7 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     return 3 if report.failed else 0
 
 
-def _deliver_with_progress(settings: Settings, until_empty: bool) -> dispatch.DeliverReport:
+def _deliver_with_progress(settings: Settings, until_empty: bool, processes: int) -> dispatch.DeliverReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -358,13 +358,17 @@ def _deliver_with_progress(settings: Settings, until_empty: bool) -> dispatch.De
         task = bar.add_task("deliver", total=None, detail="")
         started = time.monotonic()
 
+        waiting = sum(
+            e.counts[state] for e in dispatch.status(settings) for state in ("queued", "sending", "retry")
+        )
+
         def update(totals: dispatch.DeliverReport, pending: int) -> None:
-            done = totals.sent + totals.failed + totals.cancelled
+            done = max(waiting - pending, 0)  # all processes together
             rate = done / max(time.monotonic() - started, 1e-6)
             detail = f"sent {totals.sent} failed {totals.failed} retry {totals.retry} · {rate:,.0f}/s"
-            bar.update(task, completed=done, total=done + pending, detail=detail)
+            bar.update(task, completed=done, total=max(waiting, done + pending), detail=detail)
 
-        return dispatch.deliver(settings, until_empty=until_empty, progress=update)
+        return dispatch.deliver_parallel(settings, processes, until_empty=until_empty, progress=update)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -664,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deliver", parents=[common], help="send what is queued")
     p.add_argument("--until-empty", action="store_true", help="wait for retries until nothing is pending")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="share smtp.connections over N processes (use the machine's cores; default 1)",
+    )
     p.set_defaults(func=cmd_deliver)
 
     p = sub.add_parser("worker", parents=[common], help="deliver continuously (one of several processes)")

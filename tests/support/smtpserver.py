@@ -216,8 +216,16 @@ class SmtpTestServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, security: Security = "none", auth: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        security: Security = "none",
+        auth: bool = False,
+        port: int | None = None,
+        pipelining: bool = True,
+    ) -> None:
         self.security = security
+        self.pipelining = pipelining  # offer RFC 2920 PIPELINING in EHLO, as Postfix and most servers do
         self.auth = auth
         self.port = port or free_port()
         self.messages: list[Received] = []
@@ -438,6 +446,8 @@ class _Handler:
         session.host_name = hostname
         if server.connection is not None:
             server.connection.ehlo += 1
+        if server.test_server.pipelining:  # aiosmtpd reads commands one by one, so it pipelines fine
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(

@@ -106,6 +106,55 @@ class _Connection(smtplib.SMTP):
             self.final_reply = super().data(msg)
         return self.final_reply
 
+    def sendmail(  # type: ignore[override]
+        self,
+        from_addr: str,
+        to_addrs: str | list[str],
+        msg: bytes,
+        mail_options: tuple[str, ...] = (),
+        rcpt_options: tuple[str, ...] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """smtplib's ``sendmail``, with RFC 2920 PIPELINING for one recipient when the server offers it:
+        MAIL, RCPT and DATA go out in one write and their three replies are read after, which saves two
+        round trips per message. Refusals raise the same exceptions smtplib raises, so callers classify
+        them the same way."""
+        self.ehlo_or_helo_if_needed()
+        recipients = [to_addrs] if isinstance(to_addrs, str) else to_addrs
+        if len(recipients) != 1 or mail_options or rcpt_options or not self.has_extn("pipelining"):
+            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        size = f" size={len(msg)}" if self.has_extn("size") else ""
+        recipient = recipients[0]
+        envelope = (
+            f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}\r\nrcpt TO:{smtplib.quoteaddr(recipient)}\r\n"
+        )
+        self.send(envelope + "data\r\n")
+        mail, rcpt, data = self.getreply(), self.getreply(), self.getreply()
+        if mail[0] != 250 or rcpt[0] not in (250, 251) or data[0] != 354:
+            self._pipeline_refused(data[0] == 354)
+            if mail[0] != 250:
+                raise smtplib.SMTPSenderRefused(mail[0], mail[1], from_addr)
+            if rcpt[0] not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({recipient: rcpt})
+            raise smtplib.SMTPDataError(data[0], data[1])
+        self.stage = "data"
+        self.final_reply = self._payload(msg)
+        if self.final_reply[0] != 250:
+            raise smtplib.SMTPDataError(*self.final_reply)
+        return {}
+
+    def _pipeline_refused(self, data_accepted: bool) -> None:
+        """After a refusal inside a pipelined group: end a DATA the server accepted anyway with an empty
+        body it will refuse (no valid recipient), so the session is back at a clean state."""
+        if data_accepted:
+            self.send(b".\r\n")
+            self.getreply()
+
+    def _payload(self, msg: bytes) -> tuple[int, bytes]:
+        if msg.startswith(b".") or b"\n." in msg:
+            msg = re.sub(rb"(?m)^\.", b"..", msg)
+        self.send(msg + (b".\r\n" if msg.endswith(b"\r\n") else b"\r\n.\r\n"))
+        return self.getreply()
+
     def _data_as_is(self, msg: bytes) -> tuple[int, bytes]:
         """smtplib's ``data`` for a message with no line starting with ".": dot-stuffing would change
         nothing, so the regex pass over the whole message (a large share of the per-message cost of a

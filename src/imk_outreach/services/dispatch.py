@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import multiprocessing
 import os
 import socket
 import threading
@@ -30,7 +31,7 @@ from imk_outreach.render.email import PLACEHOLDERS, greeting
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
 from imk_outreach.services.compose import EditionError, compose
-from imk_outreach.services.database import engine_for
+from imk_outreach.services.database import dispose_all, engine_for
 from imk_outreach.services.rendering import content_hash, render_all
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,36 @@ def deliver(
             else:
                 time.sleep(wait)
     return total
+
+
+def deliver_parallel(
+    settings: Settings, processes: int, until_empty: bool = False, progress: Progress | None = None
+) -> DeliverReport:
+    """:func:`deliver` in ``processes`` OS processes that share ``smtp.connections`` between them.
+
+    Python runs one thread at a time per process, so building messages and speaking SMTP in one process
+    tops out at one core; the extra processes are ordinary workers coordinated by the database (leases,
+    SKIP LOCKED), as separate ``worker`` processes would be. The report adds up all processes.
+    """
+    if processes <= 1:
+        return deliver(settings, until_empty=until_empty, progress=progress)
+    per_process = max(1, settings.smtp.connections // processes)
+    local = settings.model_copy(
+        update={"smtp": settings.smtp.model_copy(update={"connections": per_process})}
+    )
+    dispose_all()  # no pooled connection may cross into a child
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes - 1) as pool:
+        children = [pool.apply_async(_deliver_child, (local, until_empty)) for _ in range(processes - 1)]
+        report = deliver(local, until_empty=until_empty, progress=progress)
+        for child in children:
+            report.add(child.get())
+    return report
+
+
+def _deliver_child(settings: Settings, until_empty: bool) -> DeliverReport:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return deliver(settings, until_empty=until_empty)
 
 
 def _deliver_batch(
