@@ -106,3 +106,15 @@ def test_three_workers_on_postgres_serve_no_one_twice(
         claimers = conn.execute(select(func.count(func.distinct(outbox.c.claimed_by)))).scalar_one()
     assert claimers >= 2  # the workers really shared the campaign
     assert dispatch.status(settings)[0].counts["sent"] == len(people)
+
+
+def test_deliver_in_two_processes(
+    make_settings: ConfigFactory, tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    settings = make(make_settings, tmp_path, smtp_server, batch_size=5, connections=2)
+    people = add_subscribers(settings, 40)
+    approve_and_send(settings)
+    report = dispatch.deliver_parallel(settings, 2, until_empty=True)
+    recipients = [m.rcpt_tos[0] for m in smtp_server.messages]
+    assert report.sent == len(people) == len(recipients) == len(set(recipients))
+    assert dispatch.status(settings)[0].counts["sent"] == len(people)
