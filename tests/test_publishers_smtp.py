@@ -34,6 +34,7 @@ from imk_outreach.publishers import (
 )
 from imk_outreach.publishers.base import ENTRY_POINT_GROUP
 from imk_outreach.publishers.smtp import DKIM_HEADERS, SmtpOptions, SmtpSender
+from imk_outreach.publishers.smtp_async import AsyncSmtpSender
 from imk_outreach.render.message import MessageTemplate, format_date
 from tests.support import smtpserver
 from tests.support.smtpserver import PASSWORD, USER, SmtpTestServer
@@ -73,16 +74,20 @@ def message(to: str, number: int = 1) -> bytes:
     )
 
 
-@pytest.fixture
-def make_sender(smtp_server_factory: Callable[..., SmtpTestServer]) -> Iterator[SenderFactory]:
+@pytest.fixture(params=[SmtpSender, AsyncSmtpSender], ids=["threads", "asyncio"])
+def make_sender(
+    request: pytest.FixtureRequest, smtp_server_factory: Callable[..., SmtpTestServer]
+) -> Iterator[SenderFactory]:
     """``make_sender(server, **options)``; every sender is closed before the servers check for leaks
-    (this fixture depends on the server factory, so it is torn down first)."""
-    made: list[SmtpSender] = []
+    (this fixture depends on the server factory, so it is torn down first). Every test using it runs
+    against both implementations: they must behave alike."""
+    made: list[Any] = []
+    kind = request.param
 
     def make(server: SmtpTestServer, **options: Any) -> SmtpSender:
         options.setdefault("helo", "test.imk.example.org")
         options.setdefault("timeout", 5.0)
-        sender = SmtpSender(SmtpOptions(host=server.host, port=server.port, **options))
+        sender = kind(SmtpOptions(host=server.host, port=server.port, **options))
         made.append(sender)
         return sender
 

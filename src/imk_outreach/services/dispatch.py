@@ -7,6 +7,7 @@ runs out; the Message-ID derives from the row, so a re-send after a crash carrie
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -16,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from imk_outreach.errors import ImkError
 from imk_outreach.models import Delivery, Edition, RenderedEmail, Subscriber
 from imk_outreach.publishers.base import Outcome, SendResult
 from imk_outreach.publishers.smtp import SmtpOptions, SmtpSender
+from imk_outreach.publishers.smtp_async import AsyncSmtpSender
 from imk_outreach.render.email import PLACEHOLDERS, greeting
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
@@ -190,8 +192,9 @@ def deliver(
     engine = engine_for(settings)
     secret = tokens.secret_key(settings)
     cache: dict[tuple[int, str], MessageTemplate] = {}
-    with SmtpSender(smtp_options(settings)) as sender, ThreadPoolExecutor(settings.smtp.connections) as pool:
+    with AsyncSmtpSender(smtp_options(settings)) as sender:
         started = clock()
+        in_flight: _InFlight | None = None  # the batch being sent while the next one is claimed
         while stop is None or not stop.is_set():
             now = clock()
             # A single pass takes only what was due when it started, so a retry is left for later.
@@ -200,11 +203,14 @@ def deliver(
                 batch = store.claim_batch(
                     conn, worker, due_by, now + settings.smtp.lease, settings.smtp.batch_size
                 )
-            if batch:
-                total.add(_deliver_batch(settings, engine, sender, pool, cache, secret, worker, batch, clock))
-                if progress:
-                    with engine.connect() as conn:
-                        progress(total, store.pending_deliveries(conn))
+            submitted = (
+                _submit_batch(settings, engine, sender, cache, secret, batch, clock) if batch else None
+            )
+            if in_flight is not None:
+                total.add(_settle(engine, settings, worker, in_flight, clock))
+                _report_progress(engine, total, progress)
+            in_flight = submitted
+            if in_flight is not None:
                 continue
             with engine.connect() as conn:
                 pending, due = store.pending_deliveries(conn), store.next_due(conn)
@@ -217,7 +223,15 @@ def deliver(
                 stop.wait(wait)
             else:
                 time.sleep(wait)
+        if in_flight is not None:
+            total.add(_settle(engine, settings, worker, in_flight, clock))
     return total
+
+
+def _report_progress(engine: Any, total: DeliverReport, progress: Progress | None) -> None:
+    if progress:
+        with engine.connect() as conn:
+            progress(total, store.pending_deliveries(conn))
 
 
 def deliver_parallel(
@@ -250,18 +264,25 @@ def _deliver_child(settings: Settings, until_empty: bool) -> DeliverReport:
     return deliver(settings, until_empty=until_empty)
 
 
-def _deliver_batch(
+@dataclass
+class _InFlight:
+    """A claimed batch handed to the SMTP sessions: rows settled without sending, and the sends."""
+
+    batch: list[Delivery]
+    report: DeliverReport
+    results: list[dict[str, Any]]
+    jobs: list[tuple[Delivery, Subscriber, str, Future[SendResult]]]
+
+
+def _submit_batch(
     settings: Settings,
     engine: Any,
-    sender: SmtpSender,
-    pool: ThreadPoolExecutor,
+    sender: AsyncSmtpSender,
     cache: dict[tuple[int, str], MessageTemplate],
     secret: str,
-    worker: str,
     batch: list[Delivery],
     clock: Callable[[], datetime],
-) -> DeliverReport:
-    report = DeliverReport(batches=1)
+) -> _InFlight:
     now = clock()
     with engine.connect() as conn:
         recipients = store.subscribers_by_id(
@@ -269,47 +290,38 @@ def _deliver_batch(
         )
         lists = store.edition_lists(conn, list({d.edition_id for d in batch}))
         templates = _templates(settings, conn, cache, batch, lists)
-    results: list[dict[str, Any]] = []
-    # Each message goes to the sending threads as soon as it is built, so building and sending overlap.
-    jobs: list[tuple[Delivery, Subscriber, str, Future[SendResult]]] = []
+    flight = _InFlight(batch, DeliverReport(batches=1), [], [])
     for delivery in batch:
         subscriber = recipients.get(delivery.subscriber_id) if delivery.subscriber_id is not None else None
         reason = _not_deliverable(subscriber, lists.get(delivery.edition_id))
         if reason is not None:
-            results.append({"id": delivery.id, "state": "cancelled", "error": reason})
-            report.cancelled += 1
+            flight.results.append({"id": delivery.id, "state": "cancelled", "error": reason})
+            flight.report.cancelled += 1
             continue
         assert subscriber is not None
         message_id = _message_id(secret, settings, delivery)
-        try:
-            data = _render_for(
-                settings,
-                secret,
-                templates[(delivery.edition_id, delivery.language)],
-                subscriber,
-                message_id,
-                now,
-            )
-        except ValueError as exc:  # e.g. a line break in a name: it must never reach a header
-            log.warning("outbox row %d (subscriber %s) not sent: %s", delivery.id, subscriber.id, exc)
-            results.append(
-                {"id": delivery.id, "state": "failed", "error": f"cannot build the message: {exc}"}
-            )
-            report.failed += 1
-            continue
-        future = pool.submit(sender.send, settings.sender.email, subscriber.email, data)
-        jobs.append((delivery, subscriber, message_id, future))
+        template = templates[(delivery.edition_id, delivery.language)]
+        build = functools.partial(_render_for, settings, secret, template, subscriber, message_id, now)
+        future = sender.submit(settings.sender.email, subscriber.email, build)  # built on the SMTP thread
+        flight.jobs.append((delivery, subscriber, message_id, future))
+    return flight
+
+
+def _settle(
+    engine: Any, settings: Settings, worker: str, flight: _InFlight, clock: Callable[[], datetime]
+) -> DeliverReport:
+    """Wait for the batch's sends and record every outcome in one transaction."""
     bounced: list[int] = []
-    for delivery, subscriber, message_id, future in jobs:
+    for delivery, subscriber, message_id, future in flight.jobs:
         outcome = future.result()
-        results.append(_result(settings, delivery, message_id, outcome, clock(), report))
+        flight.results.append(_result(settings, delivery, message_id, outcome, clock(), flight.report))
         if outcome.bounced and subscriber.id is not None:
             bounced.append(subscriber.id)
     with engine.begin() as conn:
-        store.mark_deliveries(conn, worker, results, clock())
+        store.mark_deliveries(conn, worker, flight.results, clock())
         store.mark_bounced(conn, bounced, "permanent delivery failure (5.1.x)", clock())
-        _finish_editions(conn, {d.edition_id for d in batch})
-    return report
+        _finish_editions(conn, {d.edition_id for d in flight.batch})
+    return flight.report
 
 
 def _result(

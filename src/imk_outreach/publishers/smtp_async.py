@@ -1,0 +1,416 @@
+"""The SMTP sender for bulk delivery: every session runs as a coroutine on one event loop in one
+background thread.
+
+:class:`SmtpSender` (threads with smtplib) spends most of a message's time handing the interpreter lock
+between its threads; here one thread speaks all sessions with non-blocking sockets, so building messages
+(the caller's thread) and sending overlap with far less switching. The contract is the same: same
+options, same outcomes and classification (shared helpers from :mod:`smtp`), same errors, and
+:meth:`submit` to hand over a message without waiting for it. RFC 2920 PIPELINING is used when offered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Self
+
+import dkim
+
+from imk_outreach.publishers.base import Outcome, PublishError, SendResult
+from imk_outreach.publishers.smtp import (
+    CHANNEL,
+    SmtpOptions,
+    _check_options,
+    _classify,
+    _envelope_address,
+    _lost,
+    _reply_text,
+    _Signer,
+)
+
+Job = tuple[str, str, "bytes | Callable[[], bytes]", "Future[SendResult]"]
+_CRLF = b"\r\n"
+
+
+class _Refused(Exception):
+    """The server answered a set-up command (greeting, STARTTLS, AUTH) with an error code."""
+
+    def __init__(self, code: int, text: str, login: bool = False) -> None:
+        super().__init__(f"{code} {text}")
+        self.code, self.text, self.login = code, text, login
+
+
+class _Misconfigured(Exception):
+    """STARTTLS or AUTH wanted but not offered: no retry helps."""
+
+
+class _Session:
+    """One SMTP connection: replies, commands, EHLO features."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
+        self.reader, self.writer, self.timeout = reader, writer, timeout
+        self.features: dict[str, str] = {}
+        self.stage = "mail"
+        self.usable = True
+
+    async def reply(self) -> tuple[int, str]:
+        lines = []
+        while True:
+            line = await self.reader.readline()  # the caller bounds the whole exchange with a timeout
+            if not line.endswith(b"\n"):
+                raise ConnectionResetError("connection closed by the server")
+            lines.append(line)
+            if line[3:4] != b"-":
+                break
+        try:
+            code = int(lines[-1][:3])
+        except ValueError:
+            raise ConnectionError(f"not an SMTP reply: {lines[-1][:60]!r}") from None
+        text = "\n".join(raw[4:].decode("utf-8", "replace").rstrip("\r\n") for raw in lines)
+        return code, text
+
+    async def command(self, line: str) -> tuple[int, str]:
+        self.writer.write(line.encode("ascii") + _CRLF)
+        return await self.reply()
+
+    async def ehlo(self, name: str) -> None:
+        code, text = await self.command(f"EHLO {name}")
+        if code != 250:
+            raise _Refused(code, text)
+        self.features = {}
+        for line in text.split("\n")[1:]:
+            keyword, _, params = line.strip().partition(" ")
+            self.features[keyword.lower()] = params
+
+    async def close(self, polite: bool) -> None:
+        self.usable = False
+        try:
+            if polite:
+                await self.command("QUIT")
+        except (OSError, TimeoutError, ConnectionError):
+            pass
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+        except (OSError, TimeoutError, ConnectionError, ssl.SSLError):
+            pass
+
+
+class AsyncSmtpSender:
+    """``submit(envelope_from, recipient, data)`` -> a Future of the :class:`SendResult`; ``send`` waits
+    for it. Thread-safe. Up to ``options.connections`` sessions, each reused for many messages.
+
+    :raises PublishError: (from the Future) nothing can be sent: login refused, TLS/AUTH not offered,
+        certificate not trusted, 5xx greeting.
+    """
+
+    def __init__(self, options: SmtpOptions) -> None:
+        _check_options(options)
+        self._options = options
+        self._where = f"smtp server {options.host}:{options.port}"
+        self._context = options.tls_context or ssl.create_default_context()
+        self._signer = (
+            _Signer(options.dkim_key, options.dkim_selector, options.dkim_domain)
+            if options.dkim_key
+            else None
+        )
+        self._interval = 1.0 / options.rate_per_second if options.rate_per_second > 0 else 0.0
+        self._next_slot = 0.0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-sessions", daemon=True)
+        self._thread.start()
+        self._queue: asyncio.Queue[Job | None] = asyncio.run_coroutine_threadsafe(
+            self._make_queue(), self._loop
+        ).result()
+        self._dispatcher = asyncio.run_coroutine_threadsafe(self._dispatch(), self._loop)
+
+    async def _make_queue(self) -> asyncio.Queue[Job | None]:
+        return asyncio.Queue()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the caller's side -----------------------------------------------------------------------------
+
+    def submit(
+        self, envelope_from: str, recipient: str, data: bytes | Callable[[], bytes]
+    ) -> Future[SendResult]:
+        """Queue one message; the Future resolves when the server answered (or the attempt failed).
+
+        ``data`` may be a function that builds the bytes: it then runs on the session thread right
+        before sending, so a caller that only claims and marks leaves the building to that thread
+        (one thread doing the CPU work instead of two taking turns). A ValueError from it fails that
+        message alone ("cannot build the message").
+        """
+        future: Future[SendResult] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("AsyncSmtpSender is closed")
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (envelope_from, recipient, data, future))
+        return future
+
+    def _prepare(
+        self, envelope_from: str, recipient: str, data: bytes | Callable[[], bytes]
+    ) -> tuple[str, str, bytes] | SendResult:
+        try:
+            envelope_from, recipient = _envelope_address(envelope_from), _envelope_address(recipient)
+        except ValueError as exc:
+            return SendResult(Outcome.FAILED, None, str(exc))
+        try:
+            payload = data() if callable(data) else data
+        except ValueError as exc:
+            return SendResult(Outcome.FAILED, None, f"cannot build the message: {exc}")
+        try:
+            return (
+                envelope_from,
+                recipient,
+                self._signer.header(payload) + payload if self._signer else payload,
+            )
+        except dkim.DKIMException as exc:
+            return SendResult(Outcome.FAILED, None, f"cannot DKIM-sign the message: {exc}")
+
+    def send(self, envelope_from: str, recipient: str, data: bytes | Callable[[], bytes]) -> SendResult:
+        return self.submit(envelope_from, recipient, data).result()
+
+    def close(self) -> None:
+        """Finish what was submitted, QUIT every session, stop the loop thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+        self._dispatcher.result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    # -- the loop's side -------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        """Hand each job to the most recently used idle session (a new one only when none is idle and
+        fewer than ``connections`` are busy), as the threaded sender's pool does."""
+        idle: list[_Session] = []
+        slots = asyncio.Semaphore(self._options.connections)
+        running: set[asyncio.Task[None]] = set()
+        while (job := await self._queue.get()) is not None:
+            await slots.acquire()
+            task = asyncio.create_task(self._run(job, idle.pop() if idle else None, idle, slots))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if running:
+            await asyncio.gather(*running)
+        for session in idle:
+            await session.close(polite=True)
+
+    async def _run(
+        self, job: Job, session: _Session | None, idle: list[_Session], slots: asyncio.Semaphore
+    ) -> None:
+        envelope_from, recipient, data, future = job
+        try:
+            if not future.set_running_or_notify_cancel():
+                return
+            prepared = self._prepare(envelope_from, recipient, data)
+            if isinstance(prepared, SendResult):
+                future.set_result(prepared)
+                return
+            envelope_from, recipient, payload = prepared
+            await self._pace()
+            try:
+                result, session = await self._deliver(session, envelope_from, recipient, payload)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the Future
+                session = None
+                future.set_exception(exc)
+                return
+            future.set_result(result)
+        finally:
+            if session is not None and session.usable:
+                idle.append(session)
+            slots.release()
+
+    async def _pace(self) -> None:
+        if not self._interval:
+            return
+        now = self._loop.time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _deliver(
+        self, session: _Session | None, envelope_from: str, recipient: str, payload: bytes
+    ) -> tuple[SendResult, _Session | None]:
+        if session is not None:
+            result = await self._transaction(session, envelope_from, recipient, payload, reused=True)
+            if result is not None:
+                return result, session if session.usable else None
+        try:
+            session = await self._open()
+        except (OSError, TimeoutError, ConnectionError, _Refused, _Misconfigured) as exc:
+            return self._connect_failure(exc), None
+        result = await self._transaction(session, envelope_from, recipient, payload, reused=False)
+        assert result is not None  # only a reused session can be stale
+        return result, session if session.usable else None
+
+    async def _open(self) -> _Session:
+        options = self._options
+        tls = self._context if options.security == "tls" else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                options.host, options.port, ssl=tls, server_hostname=options.host if tls else None
+            ),
+            options.timeout,
+        )
+        session = _Session(reader, writer, options.timeout)
+        try:
+            async with asyncio.timeout(options.timeout):
+                await self._handshake(session)
+        except BaseException:
+            await session.close(polite=False)
+            raise
+        return session
+
+    async def _handshake(self, session: _Session) -> None:
+        options = self._options
+        code, text = await session.reply()
+        if code != 220:
+            raise _Refused(code, text)
+        name = options.helo or "localhost"
+        await session.ehlo(name)
+        if options.security == "starttls":
+            if "starttls" not in session.features:
+                raise _Misconfigured(f"{self._where} does not offer STARTTLS")
+            code, text = await session.command("STARTTLS")
+            if code != 220:
+                raise _Refused(code, text)
+            await session.writer.start_tls(self._context, server_hostname=options.host)
+            await session.ehlo(name)
+        if options.username is not None:
+            await self._login(session)
+
+    async def _login(self, session: _Session) -> None:
+        mechanisms = session.features.get("auth", "").upper().split()
+        user, password = self._options.username or "", self._options.password or ""
+        if "PLAIN" in mechanisms:
+            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+            code, text = await session.command(f"AUTH PLAIN {token}")
+        elif "LOGIN" in mechanisms:
+            code, text = await session.command("AUTH LOGIN")
+            for secret in (user, password):
+                if code != 334:
+                    break
+                code, text = await session.command(base64.b64encode(secret.encode()).decode("ascii"))
+        else:
+            raise _Misconfigured(
+                f"{self._where} offers no AUTH PLAIN or LOGIN (offered: {mechanisms or 'none'})"
+            )
+        if code != 235:
+            raise _Refused(code, text, login=True)
+
+    def _connect_failure(self, exc: BaseException) -> SendResult:
+        """RETRY when trying later can help; PublishError when a human must fix something first."""
+        if isinstance(exc, _Refused):
+            reason = _reply_text(exc.code, exc.text)
+            if exc.code >= 500 and exc.login:
+                user = self._options.username
+                raise PublishError(
+                    CHANNEL, f"{self._where} refused login as {user!r}: {reason}", retryable=False
+                )
+            if exc.code >= 500:
+                raise PublishError(CHANNEL, f"{self._where} refuses service: {reason}", retryable=False)
+            return SendResult(Outcome.RETRY, exc.code, f"{self._where}: {reason}")
+        if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            raise PublishError(CHANNEL, f"TLS with {self._where} failed: {exc}", retryable=False)
+        if isinstance(exc, _Misconfigured):
+            raise PublishError(CHANNEL, str(exc), retryable=False)
+        return SendResult(
+            Outcome.RETRY, None, f"cannot connect to {self._where}: {exc or type(exc).__name__}"
+        )
+
+    async def _transaction(
+        self, session: _Session, envelope_from: str, recipient: str, payload: bytes, *, reused: bool
+    ) -> SendResult | None:
+        """MAIL/RCPT/DATA and the message. None: a reused session was found dead before anything of the
+        message went out, so the caller may repeat on a new session."""
+        session.stage = "mail"
+        size = f" SIZE={len(payload)}" if "size" in session.features else ""
+        try:
+            async with asyncio.timeout(self._options.timeout):
+                return await self._exchange(session, envelope_from, recipient, payload, size, reused)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            stage = session.stage
+            await session.close(polite=False)
+            if reused and stage == "mail":
+                return None
+            return _lost(stage, exc)
+
+    async def _exchange(
+        self, session: _Session, envelope_from: str, recipient: str, payload: bytes, size: str, reused: bool
+    ) -> SendResult | None:
+        refused = await self._envelope(session, envelope_from, recipient, size)
+        if refused is not None:
+            if reused and refused.code == 421 and session.stage == "mail":
+                await session.close(polite=False)
+                return None  # the server closed an idle session ("421 timeout")
+            return await self._after_refusal(session, refused)
+        session.stage = "payload"
+        session.writer.write(_dot_stuffed(payload))
+        await session.writer.drain()
+        code, text = await session.reply()
+        if code != 250:
+            return await self._after_refusal(session, _classify(code, text, mailbox=True))
+        return SendResult(Outcome.SENT, code, _reply_text(code, text))
+
+    async def _envelope(
+        self, session: _Session, envelope_from: str, recipient: str, size: str
+    ) -> SendResult | None:
+        """Send MAIL, RCPT and DATA (in one write when PIPELINING is offered); None when DATA got 354."""
+        lines = [f"MAIL FROM:<{envelope_from}>{size}", f"RCPT TO:<{recipient}>", "DATA"]
+        if "pipelining" in session.features:
+            session.writer.write(("\r\n".join(lines) + "\r\n").encode("ascii"))
+            mail, rcpt, data = await session.reply(), await session.reply(), await session.reply()
+        else:
+            mail = await session.command(lines[0])
+            rcpt = await session.command(lines[1]) if mail[0] == 250 else (503, "not sent")
+            data = await session.command(lines[2]) if rcpt[0] in (250, 251) else (503, "not sent")
+        if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            await session.command(".")  # DATA accepted without a valid recipient: end it empty
+        if mail[0] != 250:
+            return _classify(*mail, mailbox=False)
+        if rcpt[0] not in (250, 251):
+            return _classify(*rcpt, mailbox=True)
+        if data[0] != 354:
+            session.stage = "data"
+            return _classify(*data, mailbox=True)
+        return None
+
+    async def _after_refusal(self, session: _Session, result: SendResult) -> SendResult:
+        """RSET so the next message on this session starts clean; a session that cannot is dropped."""
+        if result.code == 421:
+            await session.close(polite=False)
+            return result
+        try:
+            code, _ = await session.command("RSET")
+            if code != 250:
+                await session.close(polite=True)
+        except (OSError, TimeoutError, ConnectionError):
+            await session.close(polite=False)
+        return result
+
+
+def _dot_stuffed(payload: bytes) -> bytes:
+    if payload.startswith(b".") or b"\n." in payload:
+        payload = re.sub(rb"(?m)^\.", b"..", payload)
+    return payload + (b".\r\n" if payload.endswith(_CRLF) else b"\r\n.\r\n")
