@@ -200,24 +200,20 @@ class AsyncSmtpSender:
     # -- the loop's side -------------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        """Hand each job to the most recently used idle session (a new one only when none is idle and
-        fewer than ``connections`` are busy), as the threaded sender's pool does."""
+        """``connections`` workers share a stack of idle sessions: a job takes the most recently used
+        one, and a new session is opened only when none is idle (as the threaded sender's pool does)."""
         idle: list[_Session] = []
-        slots = asyncio.Semaphore(self._options.connections)
-        running: set[asyncio.Task[None]] = set()
-        while (job := await self._queue.get()) is not None:
-            await slots.acquire()
-            task = asyncio.create_task(self._run(job, idle.pop() if idle else None, idle, slots))
-            running.add(task)
-            task.add_done_callback(running.discard)
-        if running:
-            await asyncio.gather(*running)
+        workers = [asyncio.create_task(self._work(idle)) for _ in range(self._options.connections)]
+        await asyncio.gather(*workers)
         for session in idle:
             await session.close(polite=True)
 
-    async def _run(
-        self, job: Job, session: _Session | None, idle: list[_Session], slots: asyncio.Semaphore
-    ) -> None:
+    async def _work(self, idle: list[_Session]) -> None:
+        while (job := await self._queue.get()) is not None:
+            await self._run(job, idle.pop() if idle else None, idle)
+        self._queue.put_nowait(None)  # let the next worker see the end too
+
+    async def _run(self, job: Job, session: _Session | None, idle: list[_Session]) -> None:
         envelope_from, recipient, data, future = job
         try:
             if not future.set_running_or_notify_cancel():
@@ -238,7 +234,6 @@ class AsyncSmtpSender:
         finally:
             if session is not None and session.usable:
                 idle.append(session)
-            slots.release()
 
     async def _pace(self) -> None:
         if not self._interval:
