@@ -310,3 +310,11 @@ def test_two_sends_at_once_queue_each_recipient_once(
     assert sum(r.queued for r in sent) == 40
     assert all("nothing to send" in str(r) for r in reports if not isinstance(r, dispatch.SendReport))
     assert rows(settings) == {"queued": 40}
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_deliver_refuses_a_bad_process_count(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["deliver", "--processes", value])
+    assert info.value.code == 2
+    assert "--processes" in capsys.readouterr().err

@@ -670,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--processes",
-        type=int,
+        type=_positive_int,
         default=1,
         metavar="N",
         help="share smtp.connections over N processes (use the machine's cores; default 1)",
@@ -689,6 +689,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     _add_subscriber_parsers(sub, common)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

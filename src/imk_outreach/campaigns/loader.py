@@ -164,34 +164,23 @@ def _ctx(info: ValidationInfo) -> CampaignContext:
     return info.context
 
 
-def _known_tag(value: str, info: ValidationInfo) -> str:
-    if value not in _ctx(info).tags:
-        raise ValueError(_choices(value, _ctx(info).tags, "tag"))
-    return value
+def _known(field: str, label: str) -> Callable[[str, ValidationInfo], str]:
+    """A validator accepting only names in ``CampaignContext.<field>`` (tags, sources, lists, ...)."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        known = getattr(_ctx(info), field)
+        if value not in known:
+            raise ValueError(_choices(value, known, label))
+        return value
+
+    return check
 
 
-def _known_source(value: str, info: ValidationInfo) -> str:
-    if value not in _ctx(info).sources:
-        raise ValueError(_choices(value, _ctx(info).sources, "source"))
-    return value
-
-
-def _known_list(value: str, info: ValidationInfo) -> str:
-    if value not in _ctx(info).lists:
-        raise ValueError(_choices(value, _ctx(info).lists, "list"))
-    return value
-
-
-def _known_language(value: str, info: ValidationInfo) -> str:
-    if value not in _ctx(info).languages:
-        raise ValueError(_choices(value, _ctx(info).languages, "language"))
-    return value
-
-
-def _known_channel(value: str, info: ValidationInfo) -> str:
-    if value not in _ctx(info).channels:
-        raise ValueError(_choices(value, _ctx(info).channels, "channel"))
-    return value
+_known_tag = _known("tags", "tag")
+_known_source = _known("sources", "source")
+_known_list = _known("lists", "list")
+_known_language = _known("languages", "language")
+_known_channel = _known("channels", "channel")
 
 
 def _existing_template(value: str, info: ValidationInfo) -> str:

@@ -27,13 +27,14 @@ from imk_outreach.db import store
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Delivery, Edition, RenderedEmail, Subscriber
 from imk_outreach.publishers.base import Outcome, SendResult
-from imk_outreach.publishers.smtp import SmtpOptions, SmtpSender
+from imk_outreach.publishers.smtp import SmtpSender
 from imk_outreach.publishers.smtp_async import AsyncSmtpSender
 from imk_outreach.render.email import PLACEHOLDERS, greeting
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
 from imk_outreach.services.compose import EditionError, compose
 from imk_outreach.services.database import dispose_all, engine_for
+from imk_outreach.services.mailserver import sender_domain, smtp_options
 from imk_outreach.services.rendering import content_hash, render_all
 
 log = logging.getLogger(__name__)
@@ -48,28 +49,6 @@ class SendReport:
     edition: Edition
     queued: int
     already_queued: bool = False
-
-
-def smtp_options(settings: Settings) -> SmtpOptions:
-    smtp = settings.smtp
-    dkim_key = settings.resolve_path(smtp.dkim.key_file).read_bytes() if smtp.dkim else None
-    return SmtpOptions(
-        host=smtp.host,
-        port=smtp.port,
-        security=smtp.security,
-        username=smtp.username,
-        password=smtp.password,
-        timeout=smtp.timeout,
-        connections=smtp.connections,
-        rate_per_second=smtp.rate_per_second,
-        dkim_key=dkim_key,
-        dkim_selector=smtp.dkim.selector if smtp.dkim else None,
-        dkim_domain=(smtp.dkim.domain or _domain(settings.sender.email)) if smtp.dkim else None,
-    )
-
-
-def _domain(email: str) -> str:
-    return email.rpartition("@")[2].lower() or "localhost"
 
 
 def send(settings: Settings, campaign_name: str, now: datetime | None = None) -> SendReport:
@@ -136,8 +115,8 @@ def send_test(
                 secret,
                 template,
                 fake,
-                f"<imk.test.{result.edition.id}.{language}.{int(now.timestamp())}@{_domain(settings.sender.email)}>",
-                now,
+                f"<imk.test.{result.edition.id}.{language}.{int(now.timestamp())}@{sender_domain(settings)}>",
+                format_date(now),
             )
             outcome = sender.send(settings.sender.email, to_email, data)
             if outcome.outcome != Outcome.SENT:
@@ -291,6 +270,7 @@ def _submit_batch(
         lists = store.edition_lists(conn, list({d.edition_id for d in batch}))
         templates = _templates(settings, conn, cache, batch, lists)
     flight = _InFlight(batch, DeliverReport(batches=1), [], [])
+    date = format_date(now)  # once per batch, not per recipient
     for delivery in batch:
         subscriber = recipients.get(delivery.subscriber_id) if delivery.subscriber_id is not None else None
         reason = _not_deliverable(subscriber, lists.get(delivery.edition_id))
@@ -301,7 +281,7 @@ def _submit_batch(
         assert subscriber is not None
         message_id = _message_id(secret, settings, delivery)
         template = templates[(delivery.edition_id, delivery.language)]
-        build = functools.partial(_render_for, settings, secret, template, subscriber, message_id, now)
+        build = functools.partial(_render_for, settings, secret, template, subscriber, message_id, date)
         future = sender.submit(settings.sender.email, subscriber.email, build)  # built on the SMTP thread
         flight.jobs.append((delivery, subscriber, message_id, future))
     return flight
@@ -394,7 +374,7 @@ def _template(settings: Settings, list_name: str, message: RenderedEmail) -> Mes
         from_name=settings.sender.name,
         from_email=settings.sender.email,
         reply_to=settings.sender.reply_to,
-        list_id=f"{list_name}.{_domain(settings.sender.email)}",
+        list_id=f"{list_name}.{sender_domain(settings)}",
         list_name=label,
         placeholders=PLACEHOLDERS,
     )
@@ -405,7 +385,7 @@ def _message_id(secret: str, settings: Settings, delivery: Delivery) -> str:
     tag = hmac.new(
         secret.encode(), f"{delivery.edition_id}:{delivery.id}".encode(), hashlib.sha256
     ).hexdigest()
-    return f"<imk.{delivery.edition_id}.{delivery.id}.{tag[:16]}@{_domain(settings.sender.email)}>"
+    return f"<imk.{delivery.edition_id}.{delivery.id}.{tag[:16]}@{sender_domain(settings)}>"
 
 
 def _render_for(
@@ -414,7 +394,7 @@ def _render_for(
     template: MessageTemplate,
     subscriber: Subscriber,
     message_id: str,
-    now: datetime,
+    date: str,
 ) -> bytes:
     unsubscribe = tokens.unsubscribe_url(settings, secret, subscriber)
     values = {
@@ -427,7 +407,7 @@ def _render_for(
         to_email=subscriber.email,
         to_name=subscriber.name,
         message_id=message_id,
-        date=format_date(now),
+        date=date,
         values=values,
         unsubscribe_url=unsubscribe,
         unsubscribe_mailto=settings.unsubscribe_mailto,

@@ -50,6 +50,7 @@ from imk_outreach.render.env import render_template
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
 from imk_outreach.services.database import engine_for
+from imk_outreach.services.mailserver import sender_domain, smtp_options
 from imk_outreach.services.rendering import template_env
 from imk_outreach.services.tokens import InvalidTokenError, Purpose
 
@@ -221,9 +222,6 @@ class SmtpMailer:
         self._sender: SmtpSender | None = None
 
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
-        # imported here: dispatch is the larger service and may come to use this one
-        from imk_outreach.services.dispatch import smtp_options
-
         try:
             if self._sender is None:
                 self._sender = SmtpSender(smtp_options(self._settings))
@@ -249,10 +247,6 @@ def _mailing(settings: Settings, mailer: Mailer | None) -> Iterator[Mailer]:
         yield default
     finally:
         default.close()
-
-
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2] or "localhost"
 
 
 def _localized(values: dict[str, str], language: str) -> str:
@@ -290,7 +284,7 @@ def confirmation_message(settings: Settings, secret: str, subscriber: Subscriber
     env = template_env(settings)
     subject = " ".join(render_template(env, "email/confirm_subject.txt.j2", language, context).split())
     first_list = subscriber.lists[0] if subscriber.lists else next(iter(settings.lists))
-    domain = _domain(settings.sender.email)
+    domain = sender_domain(settings)
     template = MessageTemplate.build(
         html=render_template(env, "email/confirm.html.j2", language, context),
         text=render_template(env, "email/confirm.txt.j2", language, context),
