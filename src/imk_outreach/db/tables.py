@@ -218,3 +218,50 @@ edition_messages = Table(
     Column("text", Text, nullable=False),
     Column("fallbacks", JSON, nullable=False),
 )
+
+# -- the scheduler ---------------------------------------------------------------------------------
+
+# Per campaign: fire times up to ``checked_until`` have been handled, so a restart knows which runs it
+# missed (APScheduler's job store forgets a fired one-off job and recomputes replaced jobs from now).
+campaign_schedules = Table(
+    "campaign_schedules",
+    metadata,
+    Column("campaign", String(100), primary_key=True),
+    Column("schedule", Text, nullable=False),  # the cron or at text it was last checked against
+    Column("checked_until", UTCDateTime, nullable=False),
+)
+
+# One row per scheduled run of a campaign that fell due (missed ones coalesced into the latest).
+# UNIQUE (campaign, due_at): a run is handled once, however often the trigger fires.
+campaign_runs = Table(
+    "campaign_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(100), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),  # due_at + grace: later than this is late
+    Column("state", String(20), nullable=False),  # waiting | queued | held | skipped | failed
+    Column("edition_id", Integer, ForeignKey("editions.id", ondelete="SET NULL")),
+    Column("missed", Integer, nullable=False, default=0),  # earlier fire times coalesced into this one
+    Column("note", Text),
+    Column("notified_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("campaign", "due_at", name="uq_campaign_runs_campaign_due_at"),
+    Index("ix_campaign_runs_state", "state"),
+)
+
+# Live processes: the scheduler (role 'scheduler', at most one holds it) and delivery workers, each
+# with a heartbeat, so status, /healthz and a restarted process can tell who is alive.
+processes = Table(
+    "processes",
+    metadata,
+    Column("name", String(200), primary_key=True),  # host:pid:start
+    Column("role", String(20), nullable=False),  # scheduler | standby | worker
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("state", String(40), nullable=False),  # running | stopping
+    Column("info", JSON, nullable=False),  # next runs, last job outcomes (shown by status)
+)

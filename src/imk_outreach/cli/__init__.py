@@ -1,0 +1,74 @@
+"""The ``imk-outreach`` command: parse input, call one service, format the result.
+
+One module per command group; each registers its commands with ``add_parsers``.
+Exit codes: 0 done, 1 bad input or a failed step, 2 usage, 3 partly done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from imk_outreach import __version__
+from imk_outreach.cli import demo, gather, newsletters, sending, subscribers
+from imk_outreach.config import load_settings
+from imk_outreach.durations import parse_duration
+from imk_outreach.errors import ImkError
+
+GROUPS = (gather, newsletters, sending, demo, subscribers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="path of config.yaml (default: ./config.yaml, or $IMK_CONFIG)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+    parser = argparse.ArgumentParser(
+        prog="imk-outreach",
+        description="Gather cluster news, compose bilingual newsletters and posts, deliver them.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"imk-outreach {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.add_parsers(sub, common)
+    return parser
+
+
+def _validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if getattr(args, "since", None):
+        try:
+            parse_duration(args.since)
+        except ValueError as exc:
+            parser.error(f"--since: {exc}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate_args(parser, args)
+    verbosity = getattr(args, "verbose", 0)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbosity, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = getattr(args, "config", None) or os.environ.get("IMK_CONFIG")
+    try:
+        settings = load_settings(config)
+        code: int = args.func(settings, args)
+        return code
+    except ImkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

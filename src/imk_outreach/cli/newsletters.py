@@ -1,0 +1,146 @@
+"""Commands check, preview, editions, approve: campaign files, drafts and approval."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from imk_outreach.cli.output import iso, local_time, make_console, print_json
+from imk_outreach.config import Settings
+from imk_outreach.models import Edition
+from imk_outreach.services import check, compose, preview
+
+# -- newsletters -----------------------------------------------------------------------------------
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    problems = check.run_checks(settings)
+    fallbacks = check.current_fallbacks(settings, datetime.now(UTC)) if not problems else []
+    if args.json:
+        print_json(
+            {
+                "ok": not problems,
+                "problems": [
+                    {"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
+                    for p in problems
+                ],
+                "fallbacks": [
+                    {
+                        "campaign": f.campaign,
+                        "language": f.language,
+                        "item": f.item_id,
+                        "title": f.title,
+                        "shown_in": f.original,
+                    }
+                    for f in fallbacks
+                ],
+            }
+        )
+        return 1 if problems else 0
+    for line in [*problems, *fallbacks]:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+    else:
+        print("All good: config, campaigns and templates check out in every language.")
+    return 1 if problems else 0
+
+
+def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    result = preview.preview(settings, args.campaign, args.out)
+    console = make_console()
+    edition = result.result.edition
+    assert edition is not None
+    console.print(f"Edition {edition.id} of {args.campaign} ({edition.state}), {len(edition.items)} items:")
+    if result.result.skipped:
+        console.print(f"[yellow]Would be skipped: {result.result.skipped}[/]")
+    for language, (html_path, text_path) in result.files.items():
+        message = result.rendered[language]
+        console.print(f'  {language}: subject "{message.subject}"')
+        console.print(f"      {html_path}")
+        console.print(f"      {text_path}")
+        for item_id in message.fallbacks:
+            title = next((i.title for i in edition.items if i.id == item_id), item_id)
+            console.print(f"      [yellow]fallback[/] (original language): {title}")
+    console.print(f"Side by side: {result.index}")
+    return 0
+
+
+def cmd_editions(settings: Settings, args: argparse.Namespace) -> int:
+    editions = compose.list_editions(settings, args.campaign)
+    rows = []
+    for edition in editions:
+        state = compose.approval_state(settings, edition) if edition.state == "approved" else edition.state
+        rows.append((edition, state))
+    if args.json:
+        print_json({"editions": [_edition_json(e, state) for e, state in rows]})
+        return 0
+    if not rows:
+        make_console().print("No editions yet. 'imk-outreach preview CAMPAIGN' composes a draft.")
+        return 0
+    table = Table(title="Editions")
+    for column in ("id", "campaign", "state", "items", "composed", "approved by", "approved at"):
+        table.add_column(column)
+    for edition, state in rows:
+        table.add_row(
+            str(edition.id),
+            edition.campaign,
+            state,
+            str(len(edition.items)),
+            local_time(settings, edition.created_at),
+            edition.approved_by or "",
+            local_time(settings, edition.approved_at) if edition.approved_at else "",
+        )
+    make_console().print(table)
+    return 0
+
+
+def _edition_json(edition: Edition, state: str) -> dict[str, Any]:
+    return {
+        "id": edition.id,
+        "campaign": edition.campaign,
+        "state": edition.state,
+        "approval": state,
+        "created_at": edition.created_at.isoformat(),
+        "content_hash": edition.content_hash,
+        "approved_by": edition.approved_by,
+        "approved_at": iso(edition.approved_at),
+        "approved_hash": edition.approved_hash,
+        "sections": [{"id": s.id, "items": [i.id for i in s.items]} for s in edition.sections],
+    }
+
+
+def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
+    edition = compose.approve(settings, args.edition, args.by)
+    print(
+        f"Edition {edition.id} of {edition.campaign} approved by {edition.approved_by} "
+        f"(content hash {edition.approved_hash[:12] if edition.approved_hash else '-'}). "
+        "Any change to its content voids this approval."
+    )
+    return 0
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("check", parents=[common], help="validate config, campaigns and templates")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("preview", parents=[common], help="compose a draft edition and write its preview")
+    p.add_argument("campaign", metavar="CAMPAIGN", help="campaign name (file name in campaigns/)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for the preview (default var/preview)")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("editions", parents=[common], help="list editions and their approval")
+    p.add_argument("--campaign", metavar="NAME", help="only this campaign")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_editions)
+
+    p = sub.add_parser("approve", parents=[common], help="approve an edition's current content")
+    p.add_argument("edition", type=int, metavar="EDITION", help="edition id (see 'editions')")
+    p.add_argument("--by", metavar="NAME", help="who approves (default: the login name)")
+    p.set_defaults(func=cmd_approve)

@@ -1,0 +1,240 @@
+"""The outbox: one row per (edition, channel, recipient), claimed under leases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from imk_outreach.db.engine import insert_for
+from imk_outreach.db.tables import (
+    UTCDateTime,
+    edition_messages,
+    outbox,
+    subscriber_lists,
+    subscribers,
+)
+from imk_outreach.models import (
+    Delivery,
+    RenderedEmail,
+)
+
+# -- outbox ----------------------------------------------------------------------------------------
+
+PENDING_STATES = ("queued", "retry", "sending")
+FINAL_STATES = ("sent", "failed", "unknown", "cancelled")
+
+
+def enqueue_edition(
+    conn: Connection, edition_id: int, list_name: str, languages: Sequence[str], channel: str, now: datetime
+) -> int:
+    """One outbox row per confirmed subscriber of ``list_name`` (set-based: the list is never loaded).
+
+    The UNIQUE (edition, channel, recipient) key makes a second call, or two at once, add nothing.
+    A subscriber whose language the edition lacks gets the first of ``languages``.
+    :returns: the number of rows added.
+    """
+    language = case(
+        (subscribers.c.language.in_(list(languages)), subscribers.c.language), else_=literal(languages[0])
+    )
+    chosen = (
+        select(
+            literal(edition_id).label("edition_id"),
+            literal(channel).label("channel"),
+            subscribers.c.id.label("subscriber_id"),
+            language.label("language"),
+            literal("queued").label("state"),
+            literal(0).label("attempts"),
+            literal(now, UTCDateTime()).label("next_attempt_at"),
+            literal(now, UTCDateTime()).label("created_at"),
+            literal(now, UTCDateTime()).label("updated_at"),
+        )
+        .join(subscriber_lists, subscriber_lists.c.subscriber_id == subscribers.c.id)
+        .where(subscriber_lists.c.list == list_name, subscribers.c.status == "confirmed")
+        .order_by(subscribers.c.id)
+    )
+    columns = [
+        "edition_id",
+        "channel",
+        "subscriber_id",
+        "language",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ]
+    statement = insert_for(conn, outbox).from_select(columns, chosen)
+    statement = statement.on_conflict_do_nothing(index_elements=["edition_id", "channel", "subscriber_id"])
+    before = _outbox_rows(conn, edition_id, channel)
+    conn.execute(statement)
+    # rowcount of INSERT ... SELECT ... ON CONFLICT is not reported by every driver (psycopg gives -1)
+    return _outbox_rows(conn, edition_id, channel) - before
+
+
+def _outbox_rows(conn: Connection, edition_id: int, channel: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(outbox)
+        .where(outbox.c.edition_id == edition_id, outbox.c.channel == channel)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def claim_batch(
+    conn: Connection, worker: str, now: datetime, lease_until: datetime, limit: int
+) -> list[Delivery]:
+    """Claim up to ``limit`` due rows for ``worker`` under a lease and count the attempt.
+
+    Due: queued or retry rows whose time has come, and rows of a worker whose lease ran out (it
+    crashed). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side without waiting
+    or overlapping; SQLite takes the write lock first (``BEGIN IMMEDIATE``), which serialises claims.
+    Call it as the first statement of a transaction.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    due = or_(
+        and_(outbox.c.state.in_(["queued", "retry"]), outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+    )
+    chosen = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    statement = (
+        update(outbox)
+        .where(outbox.c.id.in_(chosen.scalar_subquery()))
+        .values(
+            state="sending",
+            claimed_by=worker,
+            lease_until=lease_until,
+            attempts=outbox.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*outbox.c)
+    )
+    rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
+    return [_delivery_from_row(row) for row in rows]
+
+
+def _delivery_from_row(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        edition_id=row.edition_id,
+        channel=row.channel,
+        subscriber_id=row.subscriber_id,
+        language=row.language,
+        state=row.state,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        claimed_by=row.claimed_by,
+        lease_until=row.lease_until,
+        message_id=row.message_id,
+        reply=row.reply,
+        error=row.error,
+    )
+
+
+def mark_deliveries(conn: Connection, worker: str, results: Sequence[dict[str, Any]], now: datetime) -> int:
+    """Record outcomes in one round trip: each dict has ``id``, ``state`` and optionally ``message_id``,
+    ``reply``, ``error``, ``next_attempt_at``. Only rows still claimed by ``worker`` change (a worker that
+    lost its lease must not overwrite the new owner's result). Returns the rows changed."""
+    if not results:
+        return 0
+    statement = (
+        update(outbox)
+        .where(outbox.c.id == bindparam("b_id"), outbox.c.claimed_by == worker, outbox.c.state == "sending")
+        .values(
+            state=bindparam("b_state"),
+            message_id=bindparam("b_message_id"),
+            reply=bindparam("b_reply"),
+            error=bindparam("b_error"),
+            next_attempt_at=bindparam("b_next"),
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    params = [
+        {
+            "b_id": r["id"],
+            "b_state": r["state"],
+            "b_message_id": r.get("message_id"),
+            "b_reply": r.get("reply"),
+            "b_error": r.get("error"),
+            "b_next": r.get("next_attempt_at") or now,
+        }
+        for r in results
+    ]
+    return int(conn.execute(statement, params).rowcount or 0)
+
+
+def outbox_counts(conn: Connection, edition_ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:
+    """Rows per state for each edition."""
+    query = select(outbox.c.edition_id, outbox.c.state, func.count()).group_by(
+        outbox.c.edition_id, outbox.c.state
+    )
+    if edition_ids is not None:
+        query = query.where(outbox.c.edition_id.in_(list(edition_ids)))
+    counts: dict[int, dict[str, int]] = {}
+    for edition_id, state, count in conn.execute(query):
+        counts.setdefault(edition_id, {})[state] = int(count)
+    return counts
+
+
+def pending_deliveries(conn: Connection) -> int:
+    query = select(func.count()).select_from(outbox).where(outbox.c.state.in_(PENDING_STATES))
+    return int(conn.execute(query).scalar_one())
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the next row becomes claimable: a queued/retry time or a lease running out."""
+    waiting = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state.in_(["queued", "retry"]))
+    leased = select(func.min(outbox.c.lease_until)).where(outbox.c.state == "sending")
+    times = [conn.execute(waiting).scalar(), conn.execute(leased).scalar()]
+    found = [UTCDateTime().process_result_value(t, conn.dialect) for t in times if t is not None]
+    return min((t for t in found if t is not None), default=None)
+
+
+def save_edition_messages(conn: Connection, edition_id: int, rendered: Sequence[RenderedEmail]) -> None:
+    """Freeze what an edition rendered to (replacing an earlier freeze of the same edition)."""
+    conn.execute(edition_messages.delete().where(edition_messages.c.edition_id == edition_id))
+    rows = [
+        {
+            "edition_id": edition_id,
+            "language": r.language,
+            "subject": r.subject,
+            "preheader": r.preheader,
+            "html": r.html,
+            "text": r.text,
+            "fallbacks": list(r.fallbacks),
+        }
+        for r in rendered
+    ]
+    if rows:
+        conn.execute(edition_messages.insert(), rows)
+
+
+def get_edition_messages(conn: Connection, edition_id: int) -> dict[str, RenderedEmail]:
+    query = select(edition_messages).where(edition_messages.c.edition_id == edition_id)
+    return {
+        row.language: RenderedEmail(
+            language=row.language,
+            subject=row.subject,
+            preheader=row.preheader,
+            html=row.html,
+            text=row.text,
+            fallbacks=tuple(row.fallbacks),
+        )
+        for row in conn.execute(query)
+    }
