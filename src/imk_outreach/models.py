@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 SourceType = Literal["rss", "html", "jsonfeed", "manual"]
 
@@ -308,3 +308,40 @@ class Delivery:
     message_id: str | None = None
     reply: str | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A live (or lately live) process of this installation: the scheduler, a standby or a worker.
+
+    ``name`` is ``host:pid:start`` (start: the process's start time as the OS counts it), so a pid the
+    OS hands out again never looks like the process that is gone.
+    """
+
+    name: str
+    role: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    state: str = "running"
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CampaignRun:
+    """One scheduled run of a campaign that fell due. ``state``: ``waiting`` (a draft waits for
+    approval), ``queued``, ``held`` (late: waits for a person), ``skipped`` (too few items),
+    ``failed`` (with ``note``)."""
+
+    id: int
+    campaign: str
+    due_at: datetime
+    deadline: datetime
+    state: str
+    edition_id: int | None = None
+    missed: int = 0
+    note: str | None = None
+    notified_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

@@ -11,3 +11,4 @@ from imk_outreach.db.engine import *  # noqa: F403
 from imk_outreach.db.items import *  # noqa: F403
 from imk_outreach.db.outbox import *  # noqa: F403
 from imk_outreach.db.people import *  # noqa: F403
+from imk_outreach.db.processes import *  # noqa: F403
