@@ -116,6 +116,16 @@ class GatherSettings(Strict):
     user_agent: str = "imk-outreach/0.1 (news gathering for a regional technology and media cluster)"
 
 
+class SchedulerSettings(Strict):
+    """How ``run`` paces itself (the jobs' times come from sources and campaigns)."""
+
+    tick: Duration = timedelta(seconds=30)
+    reload: Duration = timedelta(seconds=5)
+    heartbeat: Duration = timedelta(seconds=5)
+    standby_poll: Duration = timedelta(seconds=5)
+    stop_timeout: Duration = timedelta(seconds=8)
+
+
 class SourceSettings(Strict):
     """One configured news source."""
 
@@ -193,6 +203,8 @@ class Settings(Strict):
     consent_version: str = "2026-11"
     unsubscribe_mailto: str | None = None
     campaigns_dir: Path = Path("campaigns")
+    notify: tuple[str, ...] = ()
+    scheduler: SchedulerSettings = SchedulerSettings()
     templates_dir: Path = Path("templates")
 
     @field_validator("timezone")

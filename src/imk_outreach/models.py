@@ -188,7 +188,8 @@ class Campaign:
     list: str = "newsletter"
     languages: tuple[str, ...] = ("de", "en")
     schedule: Mapping[str, str] = field(default_factory=dict)
-    late_policy: str = "hold"
+    late_policy: str = "hold"  # a run later than ``grace``: "send" anyway, or "hold" for a person
+    grace: timedelta = timedelta(hours=6)
     approval: str = "required"
     min_items: int = 1
     template: str = "newsletter/default.mjml.j2"

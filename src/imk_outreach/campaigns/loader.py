@@ -308,6 +308,7 @@ class _CommonFile(_Strict):
     languages: Annotated[tuple[LanguageCode, ...], AfterValidator(_some_unique)] | None = None
     schedule: ScheduleFile | None = None
     late_policy: Literal["send", "hold"] = "hold"
+    grace: Duration = timedelta(hours=6)
     approval: Literal["required", "auto"] = "required"
     min_items: Annotated[StrictInt, Field(ge=0)] = 1
     template: Annotated[str, AfterValidator(_existing_template)] | None = None
@@ -523,6 +524,7 @@ def _campaign(model: NewsletterFile | SocialFile, path: Path, ctx: CampaignConte
         "languages": model.languages or ctx.languages,
         "schedule": model.schedule.as_mapping() if model.schedule else {},
         "late_policy": model.late_policy,
+        "grace": model.grace,
         "approval": model.approval,
         "min_items": model.min_items,
     }

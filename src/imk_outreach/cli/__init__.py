@@ -7,19 +7,18 @@ Exit codes: 0 done, 1 bad input or a failed step, 2 usage, 3 partly done.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from imk_outreach import __version__
-from imk_outreach.cli import demo, gather, newsletters, sending, subscribers
+from imk_outreach.cli import demo, gather, logs, newsletters, ops, sending, subscribers
 from imk_outreach.config import load_settings
 from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ImkError
 
-GROUPS = (gather, newsletters, sending, demo, subscribers)
+GROUPS = (gather, newsletters, sending, ops, demo, subscribers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="path of config.yaml (default: ./config.yaml, or $IMK_CONFIG)",
     )
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+    common.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default=argparse.SUPPRESS,
+        help="log lines on stderr: plain (default) or JSON lines",
+    )
     parser = argparse.ArgumentParser(
         prog="imk-outreach",
         description="Gather cluster news, compose bilingual newsletters and posts, deliver them.",
@@ -55,11 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _validate_args(parser, args)
-    verbosity = getattr(args, "verbose", 0)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbosity, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    logs.setup(
+        getattr(args, "verbose", 0),
+        getattr(args, "log_format", "plain"),
+        getattr(args, "long_running", False),
     )
     config = getattr(args, "config", None) or os.environ.get("IMK_CONFIG")
     try:

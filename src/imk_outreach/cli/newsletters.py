@@ -13,7 +13,7 @@ from rich.table import Table
 from imk_outreach.cli.output import iso, local_time, make_console, print_json
 from imk_outreach.config import Settings
 from imk_outreach.models import Edition
-from imk_outreach.services import check, compose, preview
+from imk_outreach.services import check, compose, preview, schedule
 
 # -- newsletters -----------------------------------------------------------------------------------
 
@@ -116,12 +116,17 @@ def _edition_json(edition: Edition, state: str) -> dict[str, Any]:
 
 
 def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
-    edition = compose.approve(settings, args.edition, args.by)
+    edition, released = schedule.approve_and_release(settings, args.edition, args.by, datetime.now(UTC))
     print(
         f"Edition {edition.id} of {edition.campaign} approved by {edition.approved_by} "
         f"(content hash {edition.approved_hash[:12] if edition.approved_hash else '-'}). "
         "Any change to its content voids this approval."
     )
+    if released is not None:
+        print(
+            f"It was held (late); released now: {released.queued} messages queued. "
+            "A running scheduler or worker delivers them ('imk-outreach deliver --until-empty' otherwise)."
+        )
     return 0
 
 

@@ -9,12 +9,9 @@ import threading
 import time
 from typing import Any
 
-from rich.table import Table
-
-from imk_outreach.cli.gather import status_json
-from imk_outreach.cli.output import make_console, positive_int, print_json
+from imk_outreach.cli.output import make_console, positive_int
 from imk_outreach.config import Settings
-from imk_outreach.services import catalog, dispatch
+from imk_outreach.services import dispatch
 
 # -- sending ---------------------------------------------------------------------------------------
 
@@ -84,41 +81,6 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    editions = dispatch.status(settings)
-    sources = catalog.source_statuses(settings)
-    if args.json:
-        print_json(
-            {
-                "editions": [
-                    {
-                        "id": e.edition.id,
-                        "campaign": e.edition.campaign,
-                        "state": e.edition.state,
-                        "counts": e.counts,
-                    }
-                    for e in editions
-                ],
-                "sources": [status_json(s) for s in sources],
-                "next_runs": [],
-            }
-        )
-        return 0
-    table = Table(title="Editions")
-    for column in ("id", "campaign", "state", "queued", "sending", "retry", "sent", "failed", "cancelled"):
-        table.add_column(column)
-    for e in editions:
-        c = e.counts
-        table.add_row(
-            str(e.edition.id),
-            e.edition.campaign,
-            e.edition.state,
-            *(str(c[k]) for k in ("queued", "sending", "retry", "sent", "failed", "cancelled")),
-        )
-    make_console().print(table)
-    return 0
-
-
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("send", parents=[common], help="queue a campaign's approved edition for its list")
     p.add_argument("campaign", metavar="CAMPAIGN")
@@ -139,8 +101,4 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("worker", parents=[common], help="deliver continuously (one of several processes)")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="wait between empty polls")
-    p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser("status", parents=[common], help="editions and their messages per state")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=cmd_worker, long_running=True)

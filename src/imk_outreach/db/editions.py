@@ -28,7 +28,8 @@ from imk_outreach.models import (
 
 # States in which an edition's items count as sent: they are never repeated by the same campaign.
 SENT_STATES = ("queued", "sending", "sent")
-OPEN_STATES = ("draft", "approved")
+# Open: not yet queued; "held" is a late edition waiting for a person to release it.
+OPEN_STATES = ("draft", "approved", "held")
 
 
 def create_edition(conn: Connection, edition: Edition) -> int:

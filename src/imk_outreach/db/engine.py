@@ -56,7 +56,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
@@ -70,7 +70,7 @@ def open_database(url: str, migrate: bool = True) -> Engine:
 
     :raises DatabaseError: the URL is wrong or the server cannot be reached.
     """
-    shown = _redacted(url)
+    shown = redacted_url(url)
     try:
         if url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -97,3 +97,20 @@ def upgrade(engine: Engine) -> None:
         if MigrationContext.configure(conn).get_current_revision() == head:
             return
         command.upgrade(_alembic_config(conn), "head")
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """(the database's Alembic revision, None for an empty database; the newest this code knows).
+
+    :raises DatabaseError: the database cannot be reached.
+    """
+    try:
+        with engine.connect() as conn:
+            head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        reason = (str(orig or exc).strip().splitlines() or ["unknown error"])[0]
+        raise DatabaseError(redacted_url(str(engine.url)), f"cannot connect: {reason}") from exc
+    assert head is not None
+    return current, head

@@ -123,7 +123,7 @@ def compose(
     campaign = get_campaign(settings, name)
     with engine_for(settings).begin() as conn:
         open_editions = store.list_editions(conn, campaign.name, store.OPEN_STATES)
-        if open_editions and open_editions[0].state == "approved":
+        if open_editions and open_editions[0].state in ("approved", "held"):  # frozen until released
             return ComposeResult(open_editions[0], campaign, len(open_editions[0].items), reused=True)
         since = _longest_since(campaign)
         candidates = store.list_items(conn, since=(now - since) if since else None)

@@ -62,7 +62,7 @@ def send(settings: Settings, campaign_name: str, now: datetime | None = None) ->
     if result.edition is None:
         raise EditionError(f"campaign {campaign_name}: nothing to send: {result.skipped}")
     edition = result.edition
-    if edition.state == "draft":
+    if edition.state == "draft" or (edition.state == "held" and edition.approved_hash is None):
         raise EditionError(
             f"edition {edition.id} of {campaign_name} waits for approval: check it with "
             f"'imk-outreach preview {campaign_name}', then run 'imk-outreach approve {edition.id}'"
@@ -74,7 +74,7 @@ def send(settings: Settings, campaign_name: str, now: datetime | None = None) ->
             f"preview it again and run 'imk-outreach approve {edition.id}'"
         )
     with engine_for(settings).begin() as conn:
-        if store.lock_edition(conn, edition.id) != "approved":  # another send was quicker
+        if store.lock_edition(conn, edition.id) not in ("approved", "held"):  # another send was quicker
             return SendReport(edition, 0, already_queued=True)
         store.save_edition_messages(conn, edition.id, list(rendered.values()))
         queued = store.enqueue_edition(

@@ -12,7 +12,7 @@ from imk_outreach.config import Settings
 from imk_outreach.db import store
 from imk_outreach.models import Edition, RenderedEmail
 from imk_outreach.render.email import greeting, personalize
-from imk_outreach.services.compose import ComposeResult, compose
+from imk_outreach.services.compose import ComposeResult, compose, get_campaign, get_edition
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.rendering import render_all
 
@@ -104,3 +104,19 @@ def _index_page(
         f"{sum(recipients.get(lang, 0) for lang in rendered)} recipients.</p>"
         f"{notice}<main>{''.join(columns)}</main></body></html>"
     )
+
+
+def edition_pages(settings: Settings, edition_id: int) -> tuple[Edition, dict[str, str]]:
+    """A stored edition's newsletter HTML per language, as a sample subscriber would see it (for the
+    preview link in staff notices).
+
+    :raises EditionError: no such edition.
+    :raises UnknownCampaignError, ConfigErrors, TemplateError: its campaign cannot be rendered.
+    """
+    edition = get_edition(settings, edition_id)
+    campaign = get_campaign(settings, edition.campaign)
+    rendered = render_all(settings, campaign, edition, edition.date)
+    pages = {
+        lang: personalize(message, sample_values(settings, lang))[0] for lang, message in rendered.items()
+    }
+    return edition, pages

@@ -211,3 +211,38 @@ def unsubscribe_url(settings: Settings, secret: str, subscriber: Subscriber) -> 
 
 def preferences_url(settings: Settings, secret: str, subscriber: Subscriber) -> str:
     return url(settings, secret, "preferences", subscriber)
+
+
+# -- staff preview links (in the mail that tells staff an edition waits) ------------------------------
+
+PREVIEW_MAX_AGE = timedelta(days=31)
+_PREVIEW_SALT = "imk-outreach.edition-preview"
+
+
+def edition_token(secret: str, edition_id: int, now: datetime | None = None) -> str:
+    """A signed, expiring token for the read-only preview of one edition."""
+    serializer = URLSafeTimedSerializer(
+        secret, salt=_PREVIEW_SALT, signer=_ClockSigner, signer_kwargs={"now": now}
+    )
+    return str(serializer.dumps(edition_id))
+
+
+def read_edition_token(secret: str, token: str, now: datetime | None = None) -> int:
+    """The edition id of a preview token.
+
+    :raises InvalidTokenError: tampered, another purpose or older than ``PREVIEW_MAX_AGE``.
+    """
+    try:
+        edition_id, issued = URLSafeTimedSerializer(secret, salt=_PREVIEW_SALT).loads(
+            token, return_timestamp=True
+        )
+    except BadData:
+        raise InvalidTokenError("preview") from None
+    age = (now or datetime.now(UTC)) - issued
+    if not isinstance(edition_id, int) or not -CLOCK_SKEW <= age <= PREVIEW_MAX_AGE:
+        raise InvalidTokenError("preview")
+    return edition_id
+
+
+def edition_preview_url(settings: Settings, secret: str, edition_id: int, now: datetime | None = None) -> str:
+    return f"{settings.public_url.rstrip('/')}/preview/{edition_token(secret, edition_id, now)}"
