@@ -71,6 +71,7 @@ def test_minimal_file_gets_defaults() -> None:
     assert campaign.languages == CTX.languages
     assert campaign.schedule == {}
     assert (campaign.late_policy, campaign.approval, campaign.min_items) == ("hold", "required", 1)
+    assert campaign.grace == timedelta(hours=6)
     assert campaign.template == CTX.default_template
     assert campaign.sections[0].select == Selection()
 
@@ -96,7 +97,7 @@ def test_social_campaign_keys_are_checked() -> None:
         f"{path}:2:18: channels[1]: unknown channel 'twitter' (known: mastodon, x-de)",
         f"{path}:3:1: trigger: give trigger (a post per new item) or schedule (a digest post), not both",
         f"{path}:6:1: subject: only for a newsletter campaign (allowed here: name, kind, languages, "
-        "schedule, late_policy, approval, min_items, template, channels, trigger, select)",
+        "schedule, late_policy, grace, approval, min_items, template, channels, trigger, select)",
     ]
 
 
@@ -107,7 +108,7 @@ def test_unknown_key_has_line_allowed_keys_and_hint() -> None:
     path = fixture("unknown_key.yaml")
     assert errors_of(path) == [
         f"{path}:5:5: sections[0].selct: unknown key (allowed: id, heading, select) (did you mean 'select'?)",
-        f"{path}:6:1: colour: unknown key (allowed: name, kind, languages, schedule, late_policy, approval, "
+        f"{path}:6:1: colour: unknown key (allowed: name, kind, languages, schedule, late_policy, grace, approval, "
         "min_items, template, list, subject, intro, preheader, sections)",
     ]
 
@@ -419,6 +420,8 @@ def test_shipped_campaigns_load_against_the_shipped_config() -> None:
         ("min_items: true\n", ":1:1: min_items: expected a whole number, got bool True"),
         ("kind: mail\n", ":1:1: kind: Input should be 'newsletter' or 'social'"),
         ("name: Monthly\n", ":1:1: name: 'Monthly': use lower-case letters"),
+        ("grace: 0h\n", ":1:1: grace: '0h': the duration must be longer than zero"),
+        ("grace: soon\n", ":1:1: grace: "),
     ],
 )
 def test_single_key_faults(tmp_path: Path, text: str, expected: str | None) -> None:

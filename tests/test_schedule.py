@@ -316,3 +316,32 @@ def test_next_runs_lists_campaigns_and_sources(
     by_job = {r.job: r for r in runs}
     assert by_job["campaign weekly"].at == MONDAY_9 + timedelta(weeks=1)
     assert by_job["gather manual"].at == MONDAY_9 + timedelta(hours=1)  # never gathered: now
+
+
+def test_a_new_run_sets_aside_last_weeks_held_edition_and_composes_afresh(
+    make_settings: ConfigFactory, tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    settings = make(make_settings, tmp_path, smtp_server, approval="auto", late_policy="hold")
+    seen_since(settings, MONDAY_9 - timedelta(days=1))
+    first = schedule.check_due(settings, campaign(settings), MONDAY_9 + timedelta(hours=5))
+    assert first is not None and first.state == "held"
+    with engine_for(settings).begin() as conn:  # news of the following week
+        fresh = [
+            NewsItem(
+                id=f"n{n}",
+                url=f"https://example.org/next/{n}",
+                source="manual",
+                title=f"Neu {n}",
+                summary_html="<p>Text</p>",
+                published_at=MONDAY_9 + timedelta(days=3 + n),
+                language="de",
+                tags=("iot",),
+            )
+            for n in range(2)
+        ]
+        store.upsert_items(conn, "manual", fresh, MONDAY_9 + timedelta(days=6))
+    second = schedule.check_due(settings, campaign(settings), MONDAY_9 + timedelta(weeks=1, minutes=1))
+    assert second is not None and second.state == "queued" and second.edition_id != first.edition_id
+    old = compose.get_edition(settings, first.edition_id or 0)
+    assert old.state == "skipped" and "superseded" in (old.skip_reason or "")
+    assert queued(settings) == 3

@@ -135,12 +135,17 @@ def handle_run(settings: Settings, campaign: Campaign, run: CampaignRun, now: da
 
 
 def _supersede_older(settings: Settings, run: CampaignRun, now: datetime) -> None:
-    """An older run of the same campaign still open gives way: its edition is the one composed now."""
+    """An older run of the same campaign still open gives way to this one: a draft of it is composed
+    afresh, and a held edition (last week's news nobody released) is set aside as ``skipped``."""
+    note = f"superseded by the run due at {run.due_at.isoformat()}"
     with engine_for(settings).begin() as conn:
         for older in store.list_runs(conn, store.OPEN_RUN_STATES, run.campaign):
-            if older.id != run.id:
-                note = f"superseded by the run due at {run.due_at.isoformat()}"
-                store.update_run(conn, older.id, now, state="skipped", note=note)
+            if older.id == run.id:
+                continue
+            store.update_run(conn, older.id, now, state="skipped", note=note)
+            edition = store.get_edition(conn, older.edition_id) if older.edition_id is not None else None
+            if edition is not None and edition.state == "held":
+                store.update_edition(conn, replace(edition, state="skipped", skip_reason=note))
 
 
 def _set(settings: Settings, run: CampaignRun, now: datetime, **values: object) -> CampaignRun:
