@@ -108,8 +108,8 @@ def test_unknown_key_has_line_allowed_keys_and_hint() -> None:
     path = fixture("unknown_key.yaml")
     assert errors_of(path) == [
         f"{path}:5:5: sections[0].selct: unknown key (allowed: id, heading, select) (did you mean 'select'?)",
-        f"{path}:6:1: colour: unknown key (allowed: name, kind, languages, schedule, late_policy, grace, approval, "
-        "min_items, template, list, subject, intro, preheader, sections)",
+        f"{path}:6:1: colour: unknown key (allowed: name, kind, languages, schedule, late_policy, grace, "
+        "approval, min_items, template, list, subject, intro, preheader, sections)",
     ]
 
 
