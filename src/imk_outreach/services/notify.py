@@ -42,13 +42,13 @@ _TEXT = {
             "Die Ausgabe {edition} der Kampagne {campaign} wurde angehalten: sie war am {due} fällig "
             "und ist nicht bis {deadline} hinausgegangen.\n\n"
             "Vorschau: {url}\n"
-            "Jetzt senden: imk-outreach approve {edition} (oder imk-outreach send {campaign})\n"
+            "Prüfen und jetzt senden: imk-outreach approve {edition}\n"
         ),
         "en": (
             "Edition {edition} of campaign {campaign} is held: it was due at {due} and did not go out by "
             "{deadline}.\n\n"
             "Preview: {url}\n"
-            "Send it now: imk-outreach approve {edition} (or imk-outreach send {campaign})\n"
+            "Check it and send it now: imk-outreach approve {edition}\n"
         ),
     },
 }

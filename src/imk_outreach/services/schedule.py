@@ -200,15 +200,15 @@ def _hold(
             store.set_edition_state(conn, edition.id, "held")
         log.warning(
             "campaign %s: edition %d held: due at %s, past its grace time; "
-            "'imk-outreach approve %d' or 'imk-outreach send %s' releases it",
+            "'imk-outreach approve %d' releases it%s",
             run.campaign,
             edition.id,
             run.due_at.isoformat(),
             edition.id,
-            run.campaign,
+            f" (approved already: 'imk-outreach send {run.campaign}' too)" if edition.approved_hash else "",
         )
     if run.state != "held":
-        note = f"late (grace ended {run.deadline.isoformat()}): waits for a person"
+        note = f"late (grace ended {run.deadline.isoformat()}): waits for a person: approve {edition.id}"
         run = _set(settings, run, now, state="held", note=note, notified_at=None)
     return _notify_once(settings, campaign, run, replace(edition, state="held"), now)
 
