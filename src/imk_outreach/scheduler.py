@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -58,18 +60,24 @@ _runner: Runner | None = None
 
 
 def gather_job(source: str) -> None:
-    if _runner is not None:
-        _runner.gather(source)
+    runner = _runner
+    if runner is not None:
+        with runner.job():
+            runner.gather(source)
 
 
 def campaign_job(name: str) -> None:
-    if _runner is not None:
-        _runner.campaign_due(name)
+    runner = _runner
+    if runner is not None:
+        with runner.job():
+            runner.campaign_due(name)
 
 
 def tick_job() -> None:
-    if _runner is not None:
-        _runner.tick()
+    runner = _runner
+    if runner is not None:
+        with runner.job():
+            runner.tick()
 
 
 @dataclass
@@ -92,6 +100,13 @@ class Runner:
         # made up after downtime composes from today's news, not from what was stored before it.
         self.first_gathers: set[str] = set()
         self.gathered = threading.Event()
+        # Campaign jobs and the tick run in the scheduler's thread pool; one at a time, or a run recorded
+        # by a campaign job and still composing would be handled (composed) a second time by the tick.
+        self.campaign_work = threading.Lock()
+        self.running_jobs = 0
+        self.jobs_done = threading.Condition()
+        self.abandoned = False  # a job outlived stop_timeout: the caller must end the process at once
+        self.lock_lost = False
 
     # -- life cycle ----------------------------------------------------------------------------------
 
@@ -126,7 +141,19 @@ class Runner:
         finally:
             _runner = None
             self._shutdown()
-        return 0
+        return 1 if self.lock_lost else 0  # 1: a supervisor (systemd Restart=on-failure) starts it again
+
+    @contextmanager
+    def job(self) -> Iterator[None]:
+        """Count a job running in the scheduler's thread pool, so a stop can wait for it (or give up)."""
+        with self.jobs_done:
+            self.running_jobs += 1
+        try:
+            yield
+        finally:
+            with self.jobs_done:
+                self.running_jobs -= 1
+                self.jobs_done.notify_all()
 
     def _wait_for_lead(self) -> leadership.Leadership | None:
         lead = leadership.try_lead(self.settings, self.me.name)
@@ -149,6 +176,7 @@ class Runner:
             threads.append(threading.Thread(target=self.web.run, name="web", daemon=True))
         for thread in threads:
             thread.start()
+        self._threads = threads
         self.scheduler = self._start_scheduler()
         log.info(
             "scheduling %d sources and %d campaigns", len(self.settings.sources), len(self.book.campaigns)
@@ -160,6 +188,7 @@ class Runner:
             waited += min(beat, reload_every)
             if self.lead is not None and not self.lead.alive():
                 log.error("lost the scheduler lock (database connection gone); stopping")
+                self.lock_lost = True
                 break
             if self.reload_now.is_set() or waited >= reload_every:
                 self.reload_now.clear()
@@ -167,7 +196,6 @@ class Runner:
                 if self.book.refresh():
                     self._sync_campaign_jobs()
             self._beat()
-        self._threads = threads
 
     def _shutdown(self) -> None:
         """Stop claiming and scheduling, let delivery finish or release its batch, exit in seconds."""
@@ -177,13 +205,26 @@ class Runner:
             self.scheduler.shutdown(wait=False)
         if self.web is not None:
             self.web.should_exit = True
-        deadline = self.settings.scheduler.stop_timeout.total_seconds()
+        timeout = self.settings.scheduler.stop_timeout.total_seconds()
+        deadline = time.monotonic() + timeout  # one deadline for everything, not one per thread
         for thread in getattr(self, "_threads", []):
-            thread.join(deadline)
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                log.warning("%s did not stop within %.0f s; leaving it", thread.name, deadline)
+                log.warning("%s did not stop within %.0f s; leaving it", thread.name, timeout)
+        with self.jobs_done:
+            idle = self.jobs_done.wait_for(
+                lambda: self.running_jobs == 0, max(0.0, deadline - time.monotonic())
+            )
         processes.forget(self.settings, self.me)
-        if self.lead is not None:
+        if not idle:
+            # A job (a compose, a staff notice to a slow server) would keep the process alive and at
+            # work after the lock is gone; the process ends instead, as after a crash, and keeps the
+            # lock until then. What the job did not finish, the next scheduler's tick picks up.
+            log.warning(
+                "%d job(s) did not finish within %.0f s; ending without them", self.running_jobs, timeout
+            )
+            self.abandoned = True
+        elif self.lead is not None:
             self.lead.release()
         log.info("stopped")
 
@@ -217,7 +258,9 @@ class Runner:
         tick = IntervalTrigger(
             seconds=self.settings.scheduler.tick.total_seconds(), timezone=self.settings.tz
         )
-        scheduler.add_job(tick_job, tick, id="tick", replace_existing=True, next_run_time=self.clock())
+        scheduler.add_job(
+            tick_job, tick, id="tick", name="tick", replace_existing=True, next_run_time=self.clock()
+        )
         scheduler.resume()
         return scheduler
 
@@ -295,15 +338,17 @@ class Runner:
         campaign = self.book.campaigns.get(name)
         self.gathered.wait(self.settings.gather.timeout * 3)
         if campaign is not None:
-            self._check(campaign)
+            with self.campaign_work:
+                self._check(campaign)
 
     def tick(self) -> None:
         """Make up runs that fell due unseen (downtime, a job missed), then move waiting runs on."""
         self.gathered.wait(self.settings.gather.timeout * 3)
-        for campaign in self.book.all():
-            self._check(campaign)
-        for run in schedule.advance_all(self.settings, self.book.all(), self.clock()):
-            self.last[f"campaign {run.campaign}"] = f"{run.state}: {run.note or ''}".strip(": ")
+        with self.campaign_work:
+            for campaign in self.book.all():
+                self._check(campaign)
+            for run in schedule.advance_all(self.settings, self.book.all(), self.clock()):
+                self.last[f"campaign {run.campaign}"] = f"{run.state}: {run.note or ''}".strip(": ")
 
     def _check(self, campaign: Campaign) -> None:
         try:
@@ -335,7 +380,7 @@ class Runner:
     def _beat(self) -> None:
         try:
             processes.beat(self.settings, self.me, self.clock(), "running", self._info())
-        except ImkError as exc:
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not end the daemon; /healthz shows it
             log.error("heartbeat: %s", exc)
 
 

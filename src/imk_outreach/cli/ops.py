@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +29,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     web = None if args.no_web else _web_server(settings, args.host, args.port)
     runner = Runner(settings, web=web)
     runner.install_signals()
-    return runner.run()
+    code = runner.run()
+    if runner.abandoned:  # a job thread outlived scheduler.stop_timeout: do not wait for it at exit
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 def _web_server(settings: Settings, host: str, port: int) -> Any:

@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, and_, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from imk_outreach.db.engine import insert_for
 from imk_outreach.db.tables import campaign_runs, campaign_schedules
 from imk_outreach.models import CampaignRun
 
-# A run still in one of these states needs the scheduler's attention.
-OPEN_RUN_STATES = ("due", "waiting", "held")
+# A run still in one of these states needs the scheduler's attention ("composing": claimed by a
+# scheduler that is composing it now; one that stays so for long belonged to a scheduler that died).
+OPEN_RUN_STATES = ("due", "composing", "waiting", "held")
 
 
 def checked_until(conn: Connection, campaign: str) -> datetime | None:
@@ -60,6 +61,23 @@ def add_run(
         return None
     new_id = result.scalar_one_or_none()
     return get_run(conn, int(new_id)) if new_id is not None else None
+
+
+def claim_run(conn: Connection, run_id: int, now: datetime, stale_before: datetime) -> bool:
+    """Take a ``due`` run (or one left ``composing`` before ``stale_before``) for composing; False when
+    another scheduler or job has it. One statement, so two schedulers never compose one run twice."""
+    statement = (
+        update(campaign_runs)
+        .where(
+            campaign_runs.c.id == run_id,
+            or_(
+                campaign_runs.c.state == "due",
+                and_(campaign_runs.c.state == "composing", campaign_runs.c.updated_at < stale_before),
+            ),
+        )
+        .values(state="composing", updated_at=now)
+    )
+    return bool(conn.execute(statement).rowcount)
 
 
 def update_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> None:

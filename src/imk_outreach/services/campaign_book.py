@@ -45,6 +45,7 @@ class CampaignBook:
         now_seen = snapshot(campaigns_dir(self.settings))
         if now_seen == self._seen and not force:
             return False
+        first = self._seen is None
         self._seen = now_seen
         loaded, errors = load_campaigns(self.settings)
         fresh = {c.name: c for c in loaded}
@@ -56,8 +57,11 @@ class CampaignBook:
         for error in errors:
             log.error("%s", error)
         changed = fresh != self.campaigns
-        if changed and self._seen is not None:
-            log.info("campaigns: %s", ", ".join(sorted(fresh)) or "none")
+        names = ", ".join(sorted(fresh)) or "none"
+        if first:
+            log.info("campaigns: %s", names)
+        elif changed:
+            log.info("campaign files reloaded; campaigns now: %s", names)
         self.campaigns, self.errors = fresh, errors
         return changed
 

@@ -32,6 +32,7 @@ from imk_outreach.services.database import engine_for
 
 log = logging.getLogger(__name__)
 
+_STALE_COMPOSING = timedelta(minutes=10)  # a compose takes seconds; one claimed longer ago has died
 _MAX_STEPS = 2000  # fire times walked per check; a longer gap is coalesced from its last day
 
 
@@ -122,6 +123,10 @@ def handle_run(settings: Settings, campaign: Campaign, run: CampaignRun, now: da
     """Compose the run's edition and take it as far as it may go now: queued when approved (or
     ``approval: auto``) and on time, ``held`` when late under ``late_policy: hold``, ``waiting`` when it
     needs approval, ``skipped`` when too few items are new."""
+    with engine_for(settings).begin() as conn:
+        if not store.claim_run(conn, run.id, now, now - _STALE_COMPOSING):
+            stored = store.get_run(conn, run.id)
+            return stored or run  # another scheduler or job composes it
     _supersede_older(settings, run, now)
     try:
         result = compose.compose(settings, campaign.name, now)
@@ -235,7 +240,9 @@ def advance_all(settings: Settings, campaigns: Sequence[Campaign], now: datetime
         if campaign is None:
             continue
         try:
-            step = handle_run if run.state == "due" else advance_run
+            if run.state == "composing" and (run.updated_at or now) >= now - _STALE_COMPOSING:
+                continue  # being composed right now
+            step = handle_run if run.state in ("due", "composing") else advance_run
             done.append(step(settings, campaign, run, now))
         except ImkError as exc:
             log.error("campaign %s: run %d: %s", run.campaign, run.id, exc)
