@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from imk_outreach import cli
 from imk_outreach.db import store
@@ -186,6 +187,8 @@ def test_preview_writes_every_language(settings, tmp_path: Path) -> None:  # typ
     assert 'data-recipients="de">2<' in index and 'data-recipients="en">1<' in index
 
 
+# The CLI reads the clock itself (the shell passes ``now`` in), so the test freezes it at NOW.
+@time_machine.travel(NOW, tick=False)
 def test_cli_commands(settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     s = settings()
     config = str(s.config_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,14 @@ from imk_outreach.services import catalog, compose, demo, ingest, preview
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     console = make_console()
-    settings = demo.demo_settings(settings)
+    now = datetime.now(UTC)
+    settings = demo.demo_settings(settings, now)
     console.rule("[bold]imk-outreach demo: gathering the bundled sample sources")
-    result = ingest.gather(settings)
+    console.print(
+        f"Read from copies in {settings.resolve_path('var/demo/samples')}, every date moved by the same "
+        "number of days so the newest sample is from yesterday (the tour looks the same on any day)."
+    )
+    result = ingest.gather(settings, now=now)
     print_gather(result.reports)
     items = catalog.find_items(settings)
     for (section, language), members in demo.group_for_demo(items, settings.languages):
@@ -29,7 +35,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     for campaign in compose.load_campaigns(settings)[0]:
         if campaign.kind != "newsletter":
             continue
-        shown = preview.preview(settings, campaign.name, settings.resolve_path("var/demo/preview"))
+        shown = preview.preview(settings, campaign.name, settings.resolve_path("var/demo/preview"), now)
         edition = shown.result.edition
         note = f"  [yellow]({shown.result.skipped})[/]" if shown.result.skipped else ""
         subjects = " | ".join(m.subject for m in shown.rendered.values())

@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from imk_outreach.config import Settings
 from imk_outreach.models import NewsItem
-from imk_outreach.services import compose, dispatch, subscriptions
+from imk_outreach.services import compose, demo_samples, dispatch, subscriptions
 from imk_outreach.services.database import dispose_all
 from imk_outreach.services.mailcapture import MailCapture
 
@@ -61,15 +62,23 @@ class MailTour:
     note: str | None = None
 
 
-def demo_settings(settings: Settings) -> Settings:
+def demo_settings(settings: Settings, now: datetime | None = None) -> Settings:
     """The config with its own fresh database under var/demo/, so the tour can run again and again and
-    never touches the configured database."""
+    never touches the configured database, and with its local sources read from copies under
+    var/demo/samples/ whose dates are moved so the newest is yesterday (the tour looks the same any day).
+
+    :param now: the clock (UTC) the sample dates are moved towards.
+    :raises OSError: a sample file cannot be read or copied.
+    """
     folder = settings.resolve_path("var/demo")
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     dispose_all()
-    return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'imk-outreach.db'}"})
+    now = now or datetime.now(UTC)
+    sources, _ = demo_samples.copy_sources(settings.sources, settings.base_dir, folder, now, settings.tz)
+    database_url = f"sqlite:///{folder / 'imk-outreach.db'}"
+    return settings.model_copy(update={"database_url": database_url, "sources": sources})
 
 
 def mail_tour(
