@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-moved-clock lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var build artifacts .pytest_cache
+
+# The suite on a moved clock (400 days ahead, then 30 days back): no test may depend on the day it runs.
+test-moved-clock: $(STAMP)
+	IMK_TEST_CLOCK_SHIFT=+400d $(BIN)/python -m pytest -q
+	IMK_TEST_CLOCK_SHIFT=-30d $(BIN)/python -m pytest -q

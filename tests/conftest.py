@@ -22,6 +22,20 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _db_counter = itertools.count()
+CLOCK_SHIFT_DIR = Path(__file__).parent / "support" / "clockshift"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``IMK_TEST_CLOCK_SHIFT=+400d``: the whole suite, child processes included, runs on a moved clock
+    (see tests/support/clockshift/sitecustomize.py)."""
+    if os.environ.get("IMK_TEST_CLOCK_SHIFT"):
+        paths = [str(CLOCK_SHIFT_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_imk_clockshift", CLOCK_SHIFT_DIR / "sitecustomize.py")
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 @pytest.fixture(scope="session")
