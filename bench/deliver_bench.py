@@ -74,8 +74,11 @@ def smtp_source(port: int, sessions: int) -> float:
     return time.perf_counter() - start
 
 
-def prepare(workdir: Path, port: int, recipients: int, sessions: int) -> Path:
-    """A config, a database with ``recipients`` confirmed subscribers and a queued ~40 KB edition."""
+def prepare(
+    workdir: Path, port: int, recipients: int, sessions: int, database_url: str | None = None
+) -> Path:
+    """A config, a database with ``recipients`` confirmed subscribers and a queued ~40 KB edition
+    (default database: a SQLite file in ``workdir``)."""
     from sqlalchemy import insert
 
     from imk_outreach.config import load_settings
@@ -89,7 +92,7 @@ def prepare(workdir: Path, port: int, recipients: int, sessions: int) -> Path:
     (workdir / "campaigns" / "bench.yaml").write_text(CAMPAIGN, "utf-8")
     config = workdir / "config.yaml"
     data = {
-        "database_url": f"sqlite:///bench-{recipients}.db",
+        "database_url": database_url or f"sqlite:///bench-{recipients}.db",
         "secret_key": "bench-secret",
         "sources": [{"name": "bench", "type": "manual", "url": "manual"}],
         "smtp": {"host": "127.0.0.1", "port": port, "connections": sessions, "batch_size": 500},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import time_machine
 
 from imk_outreach import cli
 from imk_outreach.config import Settings
@@ -33,7 +35,21 @@ sections:
 """
 
 
-def make(settings_factory: ConfigFactory, tmp_path: Path, server: SmtpTestServer, **smtp: Any) -> Settings:
+@pytest.fixture(autouse=True)
+def _clock_from_now() -> Iterator[None]:
+    """The rows here are queued at NOW, and deliver and the CLI read the clock themselves: the clock runs
+    from NOW (ticking, for SMTP timeouts and leases), so nothing is due in the future on any day."""
+    with time_machine.travel(NOW, tick=True):
+        yield
+
+
+def make(
+    settings_factory: ConfigFactory,
+    tmp_path: Path,
+    server: SmtpTestServer,
+    now: datetime = NOW,
+    **smtp: Any,
+) -> Settings:
     folder = tmp_path / "campaigns"
     folder.mkdir(exist_ok=True)
     (folder / "digest.yaml").write_text(CAMPAIGN, "utf-8")
@@ -60,18 +76,18 @@ def make(settings_factory: ConfigFactory, tmp_path: Path, server: SmtpTestServer
                 source="manual",
                 title=f"Meldung {n}",
                 summary_html="<p>Text</p>",
-                published_at=NOW - timedelta(days=n),
+                published_at=now - timedelta(days=n),
                 language="de",
                 tags=("iot",),
             )
             for n in range(1, 4)
         ]
-        store.upsert_items(conn, "manual", items, NOW)
+        store.upsert_items(conn, "manual", items, now)
     return settings
 
 
 def add_subscribers(
-    settings: Settings, count: int, overrides: dict[int, dict[str, Any]] | None = None
+    settings: Settings, count: int, overrides: dict[int, dict[str, Any]] | None = None, now: datetime = NOW
 ) -> list[Subscriber]:
     overrides = overrides or {}
     added = []
@@ -85,15 +101,15 @@ def add_subscribers(
                 "status": "confirmed",
             }
             values.update(overrides.get(n, {}))
-            added.append(store.save_subscriber(conn, Subscriber(**values), NOW))
+            added.append(store.save_subscriber(conn, Subscriber(**values), now))
     return added
 
 
-def approve_and_send(settings: Settings) -> dispatch.SendReport:
-    draft = compose.compose(settings, "digest", NOW).edition
+def approve_and_send(settings: Settings, now: datetime = NOW) -> dispatch.SendReport:
+    draft = compose.compose(settings, "digest", now).edition
     assert draft is not None
-    compose.approve(settings, draft.id, by="test", now=NOW)
-    return dispatch.send(settings, "digest", NOW)
+    compose.approve(settings, draft.id, by="test", now=now)
+    return dispatch.send(settings, "digest", now)
 
 
 def rows(settings: Settings) -> dict[str, int]:

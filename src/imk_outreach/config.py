@@ -101,7 +101,11 @@ class SmtpSettings(Strict):
     connections: int = Field(4, ge=1, le=64)
     rate_per_second: float = Field(0, ge=0)
     batch_size: int = Field(200, ge=1, le=10_000)
-    lease: Duration = timedelta(minutes=5)
+    # A claim's lease; a live worker renews it every third of it, so a dead worker's rows come back
+    # after at most this long (at once when a process on the same host sees that it is gone).
+    lease: Duration = timedelta(seconds=30)
+    # On a stop (SIGTERM): how long the messages in flight may still take before the rest is released.
+    stop_grace: Duration = timedelta(seconds=5)
     retry: RetrySettings = RetrySettings()
     dkim: DkimSettings | None = None
 

@@ -95,6 +95,7 @@ class Runner:
         self.me: ProcessInfo = liveness.this_process("standby")
         self.scheduler: BackgroundScheduler | None = None
         self.lead: leadership.Leadership | None = None
+        self.delivery: dispatch.DeliveryHandle | None = None
         self.last: dict[str, str] = {}  # job -> last outcome, shown by status
         # Sources due when the process starts are gathered before campaigns are first checked, so a run
         # made up after downtime composes from today's news, not from what was stored before it.
@@ -171,7 +172,8 @@ class Runner:
     def _serve(self) -> None:
         self.book.refresh(force=True)
         self._beat()
-        threads = [threading.Thread(target=self._deliver_forever, name="deliver", daemon=True)]
+        self.delivery = dispatch.start_delivery(self.settings, suffix="scheduler")
+        threads = []
         if self.web is not None:
             threads.append(threading.Thread(target=self.web.run, name="web", daemon=True))
         for thread in threads:
@@ -207,6 +209,8 @@ class Runner:
             self.web.should_exit = True
         timeout = self.settings.scheduler.stop_timeout.total_seconds()
         deadline = time.monotonic() + timeout  # one deadline for everything, not one per thread
+        if self.delivery is not None:
+            self._stop_delivery(self.delivery, max(0.0, deadline - time.monotonic()))
         for thread in getattr(self, "_threads", []):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
@@ -228,18 +232,19 @@ class Runner:
             self.lead.release()
         log.info("stopped")
 
-    def _deliver_forever(self) -> None:
-        """Deliver until stopped; a failure that stops delivery (login refused) is retried later."""
-        while not self.stopping.is_set():
-            try:
-                report = dispatch.deliver(self.settings, stop=self.stopping, clock=self.clock)
-                log.info(
-                    "delivery stopped: sent %d, retry %d, failed %d", report.sent, report.retry, report.failed
-                )
-            except ImkError as exc:
-                self.last["deliver"] = f"error: {exc}"
-                log.error("delivery: %s; trying again in 60 s", exc)
-                self.stopping.wait(60)
+    def _stop_delivery(self, delivery: dispatch.DeliveryHandle, timeout: float) -> None:
+        """Stop claiming; the batch in flight gets ``smtp.stop_grace``, the rest is released."""
+        if delivery.stop(timeout):
+            report = delivery.report
+            log.info(
+                "delivery stopped: sent %d, retry %d, failed %d, released unsent %d",
+                report.sent,
+                report.retry,
+                report.failed,
+                report.released,
+            )
+        else:
+            log.warning("delivery did not stop within %.0f s; leaving it", timeout)
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -375,6 +380,8 @@ class Runner:
             for job in self.scheduler.get_jobs():
                 at = job.next_run_time.astimezone(UTC).isoformat() if job.next_run_time else None
                 jobs.append({"job": job.name, "next_run": at})
+        if self.delivery is not None and self.delivery.error is not None:
+            self.last["deliver"] = f"error: {self.delivery.error}"
         return {"jobs": jobs, "last": dict(self.last), "campaign_errors": [str(e) for e in self.book.errors]}
 
     def _beat(self) -> None:

@@ -73,10 +73,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"worker {dispatch.worker_name()} delivering; stop with Ctrl-C or SIGTERM", file=sys.stderr)
-    report = dispatch.deliver(settings, stop=stop, poll=args.poll)
+    name = dispatch.worker_name()  # the whole process is the worker: its processes row, its leases
+    print(f"worker {name} delivering; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    report = dispatch.deliver(settings, worker=name, stop=stop, poll=args.poll)
     print(
-        f"worker stopped: sent {report.sent}, retry {report.retry}, failed {report.failed}", file=sys.stderr
+        f"worker stopped: sent {report.sent}, retry {report.retry}, failed {report.failed}, "
+        f"released unsent {report.released}",
+        file=sys.stderr,
     )
     return 0
 

@@ -105,11 +105,7 @@ def claim_batch(
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-    due = or_(
-        and_(outbox.c.state.in_(["queued", "retry"]), outbox.c.next_attempt_at <= now),
-        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
-    )
-    chosen = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+    chosen = select(outbox.c.id).where(_due(now)).order_by(outbox.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
     statement = (
@@ -126,6 +122,20 @@ def claim_batch(
     )
     rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
     return [_delivery_from_row(row) for row in rows]
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(outbox.c.state.in_(["queued", "retry"]), outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+    )
+
+
+def count_due(conn: Connection, now: datetime, cap: int) -> int:
+    """How many rows :func:`claim_batch` could take now, counted up to ``cap`` (a bounded count stays
+    cheap while a campaign of 100,000 waits)."""
+    chosen = select(outbox.c.id).where(_due(now)).limit(cap).subquery()
+    return int(conn.execute(select(func.count()).select_from(chosen)).scalar_one())
 
 
 def _delivery_from_row(row: Any) -> Delivery:
@@ -177,6 +187,73 @@ def mark_deliveries(conn: Connection, worker: str, results: Sequence[dict[str, A
         for r in results
     ]
     return int(conn.execute(statement, params).rowcount or 0)
+
+
+def renew_leases(conn: Connection, worker: str, lease_until: datetime) -> int:
+    """The heartbeat: extend the lease of every row ``worker`` holds. Returns the rows renewed."""
+    statement = (
+        update(outbox)
+        .where(outbox.c.state == "sending", outbox.c.claimed_by == worker)
+        .values(lease_until=lease_until)
+    )
+    return int(conn.execute(statement).rowcount or 0)
+
+
+def release_deliveries(conn: Connection, worker: str, now: datetime, ids: Sequence[int] | None = None) -> int:
+    """Give rows ``worker`` holds (those of ``ids``, or all) back unsent: claimable at once, and the
+    attempt the claim counted is taken back (``retry`` if an earlier attempt was made, else ``queued``).
+    The row's due time is left as it was: it was due when claimed. Returns the rows released."""
+    held = [outbox.c.state == "sending", outbox.c.claimed_by == worker]
+    if ids is not None:
+        if not ids:
+            return 0
+        held.append(outbox.c.id.in_(list(ids)))
+    statement = (
+        update(outbox)
+        .where(*held)
+        .values(
+            state=case((outbox.c.attempts > 1, literal("retry")), else_=literal("queued")),
+            attempts=outbox.c.attempts - 1,
+            claimed_by=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return int(conn.execute(statement).rowcount or 0)
+
+
+def lease_holders(conn: Connection, now: datetime) -> list[str]:
+    """The workers holding rows under a lease that has not run out (few: one per loop in flight)."""
+    query = (
+        select(outbox.c.claimed_by)
+        .where(outbox.c.state == "sending", outbox.c.lease_until >= now, outbox.c.claimed_by.is_not(None))
+        .distinct()
+    )
+    return [str(name) for name in conn.execute(query).scalars()]
+
+
+def end_leases(conn: Connection, workers: Sequence[str], now: datetime) -> int:
+    """End the leases of ``workers`` now (they are gone), so their rows are claimable at once, as if
+    the leases had run out. Returns the rows affected."""
+    if not workers:
+        return 0
+    statement = (
+        update(outbox)
+        .where(outbox.c.state == "sending", outbox.c.claimed_by.in_(list(workers)))
+        .values(lease_until=now)
+    )
+    return int(conn.execute(statement).rowcount or 0)
+
+
+def has_pending(conn: Connection, edition_id: int) -> bool:
+    """Whether any row of the edition still waits to be sent (stops at the first one found: cheap
+    while a campaign runs, where counting all its rows per batch would not be)."""
+    query = (
+        select(outbox.c.id)
+        .where(outbox.c.edition_id == edition_id, outbox.c.state.in_(PENDING_STATES))
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
 
 
 def outbox_counts(conn: Connection, edition_ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:

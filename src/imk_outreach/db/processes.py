@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from imk_outreach.db.engine import insert_for
 from imk_outreach.db.tables import processes
@@ -66,3 +66,13 @@ def forget_processes_before(conn: Connection, moment: datetime) -> int:
     """Drop rows of processes whose last heartbeat is older than ``moment`` (long gone)."""
     result = conn.execute(processes.delete().where(processes.c.heartbeat_at < moment))
     return int(result.rowcount or 0)
+
+
+def count_live(conn: Connection, role: str, since: datetime) -> int:
+    """Processes in ``role`` whose last heartbeat is at or after ``since``."""
+    query = (
+        select(func.count())
+        .select_from(processes)
+        .where(processes.c.role == role, processes.c.heartbeat_at >= since)
+    )
+    return int(conn.execute(query).scalar_one())
