@@ -222,6 +222,9 @@ def test_temporary_and_permanent_failures(
         states = {s.email: s.status for s in store.iter_subscribers(conn)}
     assert states[people[1].email] == "bounced" and states[people[2].email] == "confirmed"
     assert rows(settings) == {"sent": 3, "failed": 3}
+    [status] = dispatch.status(settings)  # the newest error still on a row, shown by status
+    assert status.last_error is not None and status.last_error_at is not None
+    assert any(code in status.last_error for code in ("550", "554", "452"))
 
 
 def test_connection_dropped_after_data_is_retried_with_the_same_message_id(
@@ -249,6 +252,8 @@ def test_server_away_for_a_while(
     away = dispatch.deliver(settings)  # one pass: everything goes to retry
     assert (away.sent, away.retry) == (0, 3)
     assert rows(settings) == {"retry": 3}
+    [waiting] = dispatch.status(settings)
+    assert waiting.last_error is not None and str(smtp_server.port) in waiting.last_error
     smtp_server.start()
     back = dispatch.deliver(settings, until_empty=True)
     assert back.sent == 3 and len(smtp_server.messages) == 3

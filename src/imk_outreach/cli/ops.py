@@ -80,6 +80,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
                         "campaign": e.edition.campaign,
                         "state": e.edition.state,
                         "counts": e.counts,
+                        "last_error": e.last_error,
+                        "last_error_at": iso(e.last_error_at),
                     }
                     for e in editions
                 ],
@@ -189,6 +191,11 @@ def _print_editions(editions: list[dispatch.EditionStatus]) -> None:
             str(e.edition.id), e.edition.campaign, e.edition.state, *(str(e.counts[k]) for k in STATES)
         )
     make_console().print(table)
+    for e in editions:
+        if e.last_error and any(e.counts[s] for s in ("retry", "failed", "sending", "queued")):
+            make_console().print(
+                f"[yellow]edition {e.edition.id}[/]: last error {iso(e.last_error_at)}: {e.last_error}"
+            )
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -315,3 +315,24 @@ def get_edition_messages(conn: Connection, edition_id: int) -> dict[str, Rendere
         )
         for row in conn.execute(query)
     }
+
+
+def last_errors(conn: Connection) -> dict[int, tuple[str, datetime]]:
+    """Per edition, the newest error still on one of its rows (a row that went out later has none) and
+    when it was recorded: why messages wait for a retry or failed."""
+    newest = (
+        select(outbox.c.edition_id, func.max(outbox.c.updated_at).label("at"))
+        .where(outbox.c.error.is_not(None))
+        .group_by(outbox.c.edition_id)
+        .subquery()
+    )
+    query = (
+        select(outbox.c.edition_id, outbox.c.error, outbox.c.updated_at)
+        .join(newest, and_(outbox.c.edition_id == newest.c.edition_id, outbox.c.updated_at == newest.c.at))
+        .where(outbox.c.error.is_not(None))
+        .order_by(outbox.c.id.desc())
+    )
+    found: dict[int, tuple[str, datetime]] = {}
+    for edition_id, error, at in conn.execute(query):
+        found.setdefault(edition_id, (error, at))
+    return found

@@ -11,6 +11,7 @@ after a crash carries the same id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from imk_outreach.config import Settings
 from imk_outreach.db import store
@@ -55,15 +56,21 @@ __all__ = [
 class EditionStatus:
     edition: Edition
     counts: dict[str, int]
+    last_error: str | None = None  # the newest error still on one of its rows (retry or failed)
+    last_error_at: datetime | None = None
 
 
 def status(settings: Settings) -> list[EditionStatus]:
-    """Every edition with its outbox rows per state."""
+    """Every edition with its outbox rows per state and its last delivery error."""
     with engine_for(settings).connect() as conn:
         editions = store.list_editions(conn)
         counts = store.outbox_counts(conn)
+        errors = store.last_errors(conn)
     states = ("queued", "sending", "retry", "sent", "failed", "unknown", "cancelled")
-    return [EditionStatus(e, {s: counts.get(e.id, {}).get(s, 0) for s in states}) for e in editions]
+    return [
+        EditionStatus(e, {s: counts.get(e.id, {}).get(s, 0) for s in states}, *errors.get(e.id, (None, None)))
+        for e in editions
+    ]
 
 
 class DeliveryStopped(ImkError):
