@@ -190,12 +190,17 @@ def mark_deliveries(conn: Connection, worker: str, results: Sequence[dict[str, A
 
 
 def renew_leases(conn: Connection, worker: str, lease_until: datetime) -> int:
-    """The heartbeat: extend the lease of every row ``worker`` holds. Returns the rows renewed."""
-    statement = (
-        update(outbox)
-        .where(outbox.c.state == "sending", outbox.c.claimed_by == worker)
-        .values(lease_until=lease_until)
-    )
+    """The heartbeat: extend the lease of every row ``worker`` holds. Returns the rows renewed.
+
+    On PostgreSQL rows locked by the worker's own settling transaction (marking them sent) are skipped
+    (``FOR UPDATE SKIP LOCKED``): the two would otherwise lock the same rows in different orders and
+    deadlock; a row being settled needs no longer lease, and a settle that fails is renewed next beat.
+    """
+    held = and_(outbox.c.state == "sending", outbox.c.claimed_by == worker)
+    if conn.dialect.name == "postgresql":
+        free = select(outbox.c.id).where(held).order_by(outbox.c.id).with_for_update(skip_locked=True)
+        held = outbox.c.id.in_(free.scalar_subquery())
+    statement = update(outbox).where(held).values(lease_until=lease_until)
     return int(conn.execute(statement).rowcount or 0)
 
 
