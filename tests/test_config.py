@@ -184,3 +184,25 @@ def test_every_config_key_is_documented() -> None:
     docs = (REPO / "docs" / "config.md").read_text(encoding="utf-8")
     missing = sorted(k for k in _keys(Settings) if f"`{k}`" not in docs)
     assert not missing, f"docs/config.md does not document: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("notify: [redaktion]\n", "notify: 'redaktion' is not an email address"),
+        ("notify: [a@b.example, 'x y@z.example']\n", "notify: 'x y@z.example' is not an email address"),
+        ("scheduler: {tick: soon}\n", "scheduler.tick:"),
+        ("scheduler: {tock: 1s}\n", "scheduler.tock: unknown key"),
+    ],
+)
+def test_scheduler_and_notify_faults_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text + "sources:\n  - {name: iot, type: rss, url: feeds/iot.xml}\n")
+    messages = errors_of(path)
+    assert any(expected in m and str(path) in m for m in messages), messages
+
+
+def test_notify_and_scheduler_keys_load(tmp_path: Path) -> None:
+    text = "notify: [' redaktion@cluster.example ']\nscheduler: {tick: 10s}\n"
+    settings = load_settings(write(tmp_path, text + "sources:\n  - {name: iot, type: rss, url: f.xml}\n"))
+    assert settings.notify == ("redaktion@cluster.example",)
+    assert settings.scheduler.tick == timedelta(seconds=10)

@@ -227,6 +227,15 @@ class Settings(Strict):
             raise ValueError("list at least one language; the first is the default")
         return value
 
+    @field_validator("notify")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            local, at, domain = address.strip().rpartition("@")
+            if not (at and local and "." in domain) or any(c.isspace() for c in address.strip()):
+                raise ValueError(f"{address!r} is not an email address such as redaktion@example.org")
+        return tuple(address.strip() for address in value)
+
     @field_validator("sources")
     @classmethod
     def _unique_sources(cls, value: tuple[SourceSettings, ...]) -> tuple[SourceSettings, ...]:
