@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,10 +16,11 @@ import time_machine
 from imk_outreach import cli
 from imk_outreach.config import Settings
 from imk_outreach.db import store
-from imk_outreach.models import NewsItem, Subscriber
+from imk_outreach.models import Subscriber
 from imk_outreach.services import compose, dispatch, tokens
 from imk_outreach.services.database import engine_for
 from tests.conftest import ConfigFactory
+from tests.support.items import days_before, store_items
 from tests.support.smtpserver import SmtpTestServer
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -68,21 +69,7 @@ def make(
         sender={"name": "Cluster IMK", "email": "news@cluster.example"},
         public_url="https://cluster.example",
     )
-    with engine_for(settings).begin() as conn:
-        items = [
-            NewsItem(
-                id=f"i{n}",
-                url=f"https://example.org/{n}",
-                source="manual",
-                title=f"Meldung {n}",
-                summary_html="<p>Text</p>",
-                published_at=now - timedelta(days=n),
-                language="de",
-                tags=("iot",),
-            )
-            for n in range(1, 4)
-        ]
-        store.upsert_items(conn, "manual", items, now)
+    store_items(settings, days_before(now, 3), now)
     return settings
 
 

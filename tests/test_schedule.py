@@ -16,11 +16,12 @@ from fastapi.testclient import TestClient
 
 from imk_outreach.config import Settings
 from imk_outreach.db import store
-from imk_outreach.models import Campaign, NewsItem, Subscriber
+from imk_outreach.models import Campaign, Subscriber
 from imk_outreach.services import compose, dispatch, schedule
 from imk_outreach.services.database import engine_for
 from imk_outreach.web.app import create_app
 from tests.conftest import ConfigFactory
+from tests.support.items import days_before, store_items
 from tests.support.smtpserver import SmtpTestServer
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -132,21 +133,8 @@ def make(
         public_url="https://cluster.example",
         **extra,
     )
+    store_items(settings, days_before(MONDAY_9, 3), MONDAY_9)
     with engine_for(settings).begin() as conn:
-        items = [
-            NewsItem(
-                id=f"i{n}",
-                url=f"https://example.org/{n}",
-                source="manual",
-                title=f"Meldung {n}",
-                summary_html="<p>Text</p>",
-                published_at=MONDAY_9 - timedelta(days=n),
-                language="de",
-                tags=("iot",),
-            )
-            for n in range(1, 4)
-        ]
-        store.upsert_items(conn, "manual", items, MONDAY_9)
         for n in range(3):
             sub = Subscriber(
                 email=f"p{n}@example.org", language="de", lists=("newsletter",), status="confirmed"
@@ -325,21 +313,8 @@ def test_a_new_run_sets_aside_last_weeks_held_edition_and_composes_afresh(
     seen_since(settings, MONDAY_9 - timedelta(days=1))
     first = schedule.check_due(settings, campaign(settings), MONDAY_9 + timedelta(hours=5))
     assert first is not None and first.state == "held"
-    with engine_for(settings).begin() as conn:  # news of the following week
-        fresh = [
-            NewsItem(
-                id=f"n{n}",
-                url=f"https://example.org/next/{n}",
-                source="manual",
-                title=f"Neu {n}",
-                summary_html="<p>Text</p>",
-                published_at=MONDAY_9 + timedelta(days=3 + n),
-                language="de",
-                tags=("iot",),
-            )
-            for n in range(2)
-        ]
-        store.upsert_items(conn, "manual", fresh, MONDAY_9 + timedelta(days=6))
+    week = [MONDAY_9 + timedelta(days=3 + n) for n in range(2)]  # news of the following week
+    store_items(settings, week, MONDAY_9 + timedelta(days=6), prefix="n", title="Neu")
     second = schedule.check_due(settings, campaign(settings), MONDAY_9 + timedelta(weeks=1, minutes=1))
     assert second is not None and second.state == "queued" and second.edition_id != first.edition_id
     old = compose.get_edition(settings, first.edition_id or 0)
