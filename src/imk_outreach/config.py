@@ -210,6 +210,8 @@ class Settings(Strict):
     notify: tuple[str, ...] = ()
     scheduler: SchedulerSettings = SchedulerSettings()
     templates_dir: Path = Path("templates")
+    # Item images fetched at gather time, served by the web app under public_url/media/ (no hot-linking).
+    media_dir: Path = Path("var/media")
 
     @field_validator("timezone")
     @classmethod
