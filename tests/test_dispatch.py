@@ -274,7 +274,7 @@ def test_cli_send_deliver_status(
     assert "waits for approval" in capsys.readouterr().err
     edition = compose.list_editions(settings)[0]
     assert cli.main(["approve", str(edition.id), *config]) == 0
-    assert cli.main(["send", "digest", *config]) == 0
+    assert cli.main(["send", "digest", "--yes", *config]) == 0
     assert "2 messages queued" in capsys.readouterr().out
     assert cli.main(["deliver", "--until-empty", *config]) == 0
     assert "sent 2" in capsys.readouterr().out

@@ -55,7 +55,8 @@ def settings(make_settings: ConfigFactory, tmp_path: Path):  # type: ignore[no-u
         folder.mkdir(exist_ok=True)
         (folder / "digest.yaml").write_text(CAMPAIGN.format(approval=approval, min_items=min_items), "utf-8")
         made = make_settings(
-            [{"name": "manual", "type": "manual", "url": "manual"}], tagging={"iot": ["IoT"]}
+            [{"name": "manual", "type": "manual", "url": "manual"}],
+            tagging={"iot": ["IoT"], "film": ["Film"]},
         )
         with engine_for(made).begin() as conn:
             items = [news(1, "iot"), news(2, "iot"), news(3, "film"), news(4, "iot"), news(5, "iot")]

@@ -45,7 +45,7 @@ def _item(number: int, **fields: object) -> NewsItem:
         "summary_html": f"<p>Kurzer Text {number}.</p>",
         "published_at": datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
         "language": "de",
-        "image": f"https://example.org/img/{number}.jpg",
+        "image": f"media/img-{number}.jpg",  # the stored copy, served under public_url
     }
     values.update(fields)
     return NewsItem(**values)  # type: ignore[arg-type]
@@ -222,6 +222,7 @@ def test_html_structure(rendered: dict[str, RenderedEmail], language: str) -> No
     images = _tags(html, "img")
     assert len(images) == 4  # five items, one without an image, no other images
     assert all(img.get("alt") for img in images)
+    assert all(str(img.get("src")).startswith(f"{BRAND.public_url}/media/img-") for img in images)
     links = {a.get("href") for a in _tags(html, "a")}
     assert {item.url for item in ITEMS} <= links
     assert {PLACEHOLDERS["unsubscribe_url"], PLACEHOLDERS["preferences_url"]} <= links
@@ -445,7 +446,7 @@ def test_broken_template_undefined_variable(tmp_path: Path) -> None:
     campaign = replace(CAMPAIGN, template="broken.mjml.j2")
     with pytest.raises(TemplateError) as info:
         render_email(make_env([tmp_path]), campaign, EDITION, "de", BRAND, NOW)
-    assert str(info.value) == "broken.mjml.j2:5: 'foo' is undefined"
+    assert str(info.value).startswith("broken.mjml.j2:5: 'foo' is undefined (variables: brand, ")
 
 
 def test_template_producing_invalid_mjml(tmp_path: Path) -> None:

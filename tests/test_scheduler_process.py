@@ -577,9 +577,10 @@ def test_postgres_second_run_waits_as_standby_and_takes_over_after_sigkill(site:
 
 
 def _back_to_0005(url: str) -> None:
-    """Undo migration 0006 by hand, as an older release would have left the database."""
+    """Undo migrations 0007 and 0006 by hand, as an older release would have left the database."""
     engine = create_engine(url)
     with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE items DROP COLUMN image_source"))
         for table in ("processes", "campaign_runs", "campaign_schedules"):
             conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("UPDATE alembic_version SET version_num = '0005'"))
@@ -598,7 +599,7 @@ def test_run_refuses_an_old_schema_until_db_upgrade_and_sighup_reloads(site: Sit
     assert "schema revision 0005" in line and "run 'imk-outreach db upgrade' first" in line, line
     upgraded = site.cli("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "from revision 0005 to 0006" in upgraded.stdout
+    assert "from revision 0005 to 0007" in upgraded.stdout
     daemon = site.start()
     wait_for(lambda: scheduling(settings, daemon), 60, "the scheduler", daemon)
     site.write_campaign(schedule='schedule: {cron: "30 8 * * *"}')

@@ -175,8 +175,8 @@ def test_broken_items_among_good_ones() -> None:
             "items.yaml:3: [0].tags[1]: expected a tag",
         ),
         (
-            "- url: https://e.org/a\n  title: T\n  image: bild.jpg\n",
-            "items.yaml:3: [0].image: not an http(s)",
+            "- url: https://e.org/a\n  title: T\n  image: ftp://e.org/bild.jpg\n",
+            "items.yaml:3: [0].image: not an http(s) URL or a path relative to this file",
         ),
         ("- url: https://e.org/a\n  title: T\n  datum: 2026-11-20\n", "items.yaml:3: [0].datum: unknown key"),
         (

@@ -1,16 +1,21 @@
 """config.yaml (plus ``IMK_*`` environment overrides) loaded once into frozen, strict Settings.
 
-Every key but ``sources`` has a default. Secrets are ``${ENV_NAME}`` references, expanded here from the
-environment; a missing variable is an error naming the key. Paths are relative to config.yaml.
+Every key but ``sources`` has a default. Paths are relative to config.yaml. Secrets are ``${ENV_NAME}``
+references, expanded here from the environment. A reference whose variable is not set is an error
+naming the key, except in the keys that hold credentials (:data:`SECRET_KEYS`): there it stays a
+:class:`SecretRef` and is resolved by :func:`reveal` when a command needs it, so ``preview`` or
+``check`` work without the SMTP password and ``send`` fails naming the variable.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -19,13 +24,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import CoreSchema, core_schema
 
-from imk_outreach.durations import parse_duration
-from imk_outreach.errors import ConfigError, ConfigErrors, Location
+from imk_outreach.durations import to_seconds, to_timedelta
+from imk_outreach.errors import ConfigError, ConfigErrors, ImkError, Location
 from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -33,13 +40,104 @@ ENV_PREFIX = "IMK_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LANG = re.compile(r"^[a-z]{2}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# The keys typed ``Secret``: an unset variable in them waits until a command needs the value.
+SECRET_KEYS = ("database_url", "smtp.username", "smtp.password", "secret_key")
+
+
+# -- secrets resolved at use ---------------------------------------------------------------------------
+
+
+class MissingVariableError(ImkError):
+    """A command needs a config value whose ``${ENV}`` variable is not set."""
+
+    def __init__(self, key: str, variables: tuple[str, ...], location: Location) -> None:
+        self.key = key
+        self.variables = variables
+        self.location = location
+        where = f"{location.path} line {location.line}" if location.line is not None else str(location.path)
+        super().__init__(f"{key}: {not_set(variables)} ({where}); export it before running")
+
+
+def not_set(variables: tuple[str, ...]) -> str:
+    """``environment variable X is not set`` (or ``variables X, Y are``)."""
+    if len(variables) == 1:
+        return f"environment variable {variables[0]} is not set"
+    return f"environment variables {', '.join(variables)} are not set"
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A config value with ``${ENV}`` references whose variables were not all set when config.yaml was
+    read: the text as written, its key path and where it stands. :func:`reveal` resolves it."""
+
+    text: str
+    key: str
+    location: Location
+
+    def missing(self) -> tuple[str, ...]:
+        """The variables of the text that are not set now."""
+        return tuple(dict.fromkeys(n for n in _ENV_REF.findall(self.text) if n not in os.environ))
+
+    def resolve(self) -> str:
+        """The text with every reference expanded from the environment as it is now.
+
+        :raises MissingVariableError: a variable is still not set.
+        """
+        missing = self.missing()
+        if missing:
+            raise MissingVariableError(self.key, missing, self.location)
+        return _expand(self.text)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.is_instance_schema(cls)
+
+
+Secret = str | SecretRef
+
+
+@overload
+def reveal(value: Secret) -> str: ...
+@overload
+def reveal(value: Secret | None) -> str | None: ...
+def reveal(value: Secret | None) -> str | None:
+    """The value of a ``Secret`` key, its variables looked up now (the one accessor for them).
+
+    :raises MissingVariableError: a variable it names is not set.
+    """
+    return value.resolve() if isinstance(value, SecretRef) else value
+
+
+def _expand(text: str) -> str:
+    return _ENV_REF.sub(lambda match: os.environ[match.group(1)], text)
+
+
+def _unresolved(value: object) -> Iterator[SecretRef]:
+    if isinstance(value, SecretRef):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _unresolved(getattr(value, name))
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _unresolved(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _unresolved(item)
+
+
+# -- value types -----------------------------------------------------------------------------------------
 
 
 def _duration(value: Any) -> Any:
+    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return to_timedelta(value)
+    return value
+
+
+def _seconds(value: Any) -> Any:
     if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        return to_seconds(value)
     return value
 
 
@@ -50,6 +148,8 @@ def _language(value: str) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# Seconds as a float, written as a number (20, 2.5) or a duration (20s, 2m).
+Seconds = Annotated[float, BeforeValidator(_seconds)]
 Language = Annotated[str, AfterValidator(_language)]
 
 
@@ -95,9 +195,9 @@ class SmtpSettings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(1025, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
-    username: str | None = None
-    password: str | None = None
-    timeout: float = Field(30.0, gt=0)
+    username: Secret | None = None
+    password: Secret | None = None
+    timeout: Seconds = Field(30.0, gt=0)
     connections: int = Field(4, ge=1, le=64)
     rate_per_second: float = Field(0, ge=0)
     batch_size: int = Field(200, ge=1, le=10_000)
@@ -114,7 +214,7 @@ class GatherSettings(Strict):
     """HTTP behaviour of gathering."""
 
     concurrency: int = Field(8, ge=1, le=64)
-    timeout: float = Field(20.0, gt=0)
+    timeout: Seconds = Field(20.0, gt=0)
     max_bytes: int = Field(5_000_000, ge=1024)
     max_redirects: int = Field(5, ge=0, le=20)
     user_agent: str = "imk-outreach/0.1 (news gathering for a regional technology and media cluster)"
@@ -180,7 +280,7 @@ class Settings(Strict):
     base_dir: Path = Path(".")
     timezone: str = "Europe/Berlin"
     languages: tuple[Language, ...] = ("de", "en")
-    database_url: str = "sqlite:///var/imk-outreach.db"
+    database_url: Secret = "sqlite:///var/imk-outreach.db"
     public_url: str = "http://127.0.0.1:8000"
     name: dict[Language, str] = Field(
         default_factory=lambda: {
@@ -203,7 +303,7 @@ class Settings(Strict):
     tagging: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     gather: GatherSettings = GatherSettings()
     smtp: SmtpSettings = SmtpSettings()
-    secret_key: str | None = None
+    secret_key: Secret | None = None
     consent_version: str = "2026-11"
     unsubscribe_mailto: str | None = None
     campaigns_dir: Path = Path("campaigns")
@@ -279,24 +379,24 @@ class Settings(Strict):
     def source_language(self, source: SourceSettings) -> str:
         return source.language or self.default_language
 
+    def unresolved(self) -> list[SecretRef]:
+        """The ``Secret`` values whose variables are not set now (``check`` warns about them)."""
+        return [ref for ref in _unresolved(self) if ref.missing()]
 
-def _expand_env(
-    data: Any, path: tuple[str | int, ...], errors: list[tuple[tuple[str | int, ...], str]]
-) -> Any:
+
+def _expand_env(data: Any, path: tuple[str | int, ...], doc: YamlDocument, refs: dict[str, SecretRef]) -> Any:
+    """Every ``${ENV}`` of ``data`` expanded; a value naming an unset variable becomes a SecretRef
+    (recorded in ``refs`` by key path), which only ``Secret`` keys accept."""
     if isinstance(data, dict):
-        return {k: _expand_env(v, (*path, k), errors) for k, v in data.items()}
+        return {k: _expand_env(v, (*path, k), doc, refs) for k, v in data.items()}
     if isinstance(data, list):
-        return [_expand_env(v, (*path, i), errors) for i, v in enumerate(data)]
-    if isinstance(data, str) and "${" in data:
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                errors.append((path, f"environment variable {name} is not set"))
-                return ""
-            return os.environ[name]
-
-        return _ENV_REF.sub(replace, data)
+        return [_expand_env(v, (*path, i), doc, refs) for i, v in enumerate(data)]
+    if isinstance(data, str) and _ENV_REF.search(data):
+        ref = SecretRef(data, format_key_path(path), doc.locate(path))
+        if not ref.missing():
+            return _expand(data)
+        refs[ref.key] = ref
+        return ref
     return data
 
 
@@ -309,8 +409,31 @@ def _env_overrides(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _errors_from(exc: ValidationError, doc: YamlDocument) -> ConfigErrors:
-    return ConfigErrors(validation_errors(exc, doc, Settings, hidden=("config_path", "base_dir")))
+def _errors_from(exc: ValidationError, doc: YamlDocument, refs: dict[str, SecretRef]) -> ConfigErrors:
+    """The validation errors; a key that refused a SecretRef (not a ``Secret`` key) names the variable."""
+    errors = []
+    named: set[str] = set()
+    for error in validation_errors(exc, doc, Settings, hidden=("config_path", "base_dir")):
+        ref = _ref_at(refs, error)
+        if ref is None:
+            errors.append(error)
+        elif ref.key not in named:
+            named.add(ref.key)
+            hint = (
+                f"export it before running; only {', '.join(SECRET_KEYS)} may wait until a command needs them"
+            )
+            errors.append(ConfigError(ref.location, ref.key, not_set(ref.missing()), hint))
+    return ConfigErrors(errors)
+
+
+def _ref_at(refs: dict[str, SecretRef], error: ConfigError) -> SecretRef | None:
+    """The SecretRef an error is about (its key refused it), None for other errors."""
+    if error.message.startswith("unknown key"):
+        return None
+    for key, ref in refs.items():
+        if error.key_path == key or error.key_path.startswith((key + ".", key + "[")):
+            return ref
+    return None
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -328,27 +451,23 @@ def load_settings(path: str | Path | None = None) -> Settings:
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(doc.locate([]), "", "the config file must be a mapping of keys (key: value)")
-    env_errors: list[tuple[tuple[str | int, ...], str]] = []
-    data = _env_overrides(_expand_env(data, (), env_errors))
-    if env_errors:
-        raise ConfigErrors(
-            [
-                ConfigError(doc.locate(loc), format_key_path(loc), msg, "export it before running")
-                for loc, msg in env_errors
-            ]
-        )
+    refs: dict[str, SecretRef] = {}
+    data = _env_overrides(_expand_env(data, (), doc, refs))
     for reserved in ("config_path", "base_dir"):
         data.pop(reserved, None)
     absolute = config_path.resolve()
     try:
         return Settings(config_path=absolute, base_dir=absolute.parent, **data)
     except ValidationError as exc:
-        raise _errors_from(exc, doc) from None
+        raise _errors_from(exc, doc, refs) from None
 
 
 def database_url(settings: Settings) -> str:
-    """The database URL with a relative SQLite path made relative to config.yaml's folder."""
-    url = settings.database_url
+    """The database URL with a relative SQLite path made relative to config.yaml's folder.
+
+    :raises MissingVariableError: it names an environment variable that is not set.
+    """
+    url = reveal(settings.database_url)
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
         return prefix + str(settings.resolve_path(url[len(prefix) :]))

@@ -289,7 +289,7 @@ class Subscriber:
     bounce_reason: str | None = None
 
 
-OUTBOX_STATES = ("queued", "sending", "retry", "sent", "failed", "unknown")
+OUTBOX_STATES = ("queued", "sending", "retry", "sent", "failed", "cancelled", "unknown")
 
 
 @dataclass(frozen=True)

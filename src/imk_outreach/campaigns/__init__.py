@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from imk_outreach.campaigns.loader import CampaignContext, check_cron, load_all, load_campaign
+from imk_outreach.campaigns.cron_syntax import check_cron
+from imk_outreach.campaigns.loader import CampaignContext, load_all, load_campaign
 from imk_outreach.campaigns.selection import count_new, select_sections
 from imk_outreach.durations import parse_duration
 

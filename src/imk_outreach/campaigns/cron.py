@@ -1,6 +1,6 @@
 """Cron times as wall-clock times in a time zone, each mapped to exactly one instant (pure).
 
-A five-field expression (minute hour day month weekday, as :func:`loader.check_cron` accepts it) names
+A five-field expression (minute hour day month weekday, as :func:`cron_syntax.check_cron` accepts it) names
 wall-clock times. Each becomes one UTC instant:
 
 - a time that exists once is that instant;

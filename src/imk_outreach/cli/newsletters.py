@@ -1,4 +1,5 @@
-"""Commands check, preview, editions, approve: campaign files, drafts and approval."""
+"""Commands check, preview, editions, approve, cancel, discard: campaign files, drafts, approval, and
+stopping an edition."""
 
 from __future__ import annotations
 
@@ -13,22 +14,21 @@ from rich.table import Table
 from imk_outreach.cli.output import iso, local_time, make_console, print_json
 from imk_outreach.config import Settings
 from imk_outreach.models import Edition
-from imk_outreach.services import check, compose, preview, schedule
+from imk_outreach.services import check, compose, editions_admin, preview, schedule
 
 # -- newsletters -----------------------------------------------------------------------------------
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    problems = check.run_checks(settings)
+    report = check.inspect(settings)
+    problems, warnings = report.problems, report.warnings
     fallbacks = check.current_fallbacks(settings, datetime.now(UTC)) if not problems else []
     if args.json:
         print_json(
             {
                 "ok": not problems,
-                "problems": [
-                    {"file": p.file, "line": p.line, "key": p.key, "message": p.message, "text": str(p)}
-                    for p in problems
-                ],
+                "problems": [_finding_json(p) for p in problems],
+                "warnings": [_finding_json(w) for w in warnings],
                 "fallbacks": [
                     {
                         "campaign": f.campaign,
@@ -42,13 +42,25 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             }
         )
         return 1 if problems else 0
-    for line in [*problems, *fallbacks]:
+    for line in [*problems, *(f"warning: {w}" for w in warnings), *fallbacks]:
         print(line)
     if problems:
         print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+    elif warnings:
+        print(f"No problems, {len(warnings)} warning(s): config, campaigns and templates load and render.")
     else:
         print("All good: config, campaigns and templates check out in every language.")
     return 1 if problems else 0
+
+
+def _finding_json(finding: check.Problem) -> dict[str, Any]:
+    return {
+        "file": finding.file,
+        "line": finding.line,
+        "key": finding.key,
+        "message": finding.message,
+        "text": str(finding),
+    }
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
@@ -116,17 +128,46 @@ def _edition_json(edition: Edition, state: str) -> dict[str, Any]:
 
 
 def cmd_approve(settings: Settings, args: argparse.Namespace) -> int:
-    edition, released = schedule.approve_and_release(settings, args.edition, args.by, datetime.now(UTC))
+    done = schedule.approve_edition(settings, args.edition, args.by, datetime.now(UTC), force=args.force)
+    edition = done.edition
+    if done.shortfall is not None:
+        print(f"warning: {done.shortfall}; approved anyway (--force)", file=sys.stderr)
     print(
         f"Edition {edition.id} of {edition.campaign} approved by {edition.approved_by} "
         f"(content hash {edition.approved_hash[:12] if edition.approved_hash else '-'}). "
         "Any change to its content voids this approval."
     )
-    if released is not None:
+    if done.released is not None:
         print(
-            f"It was held (late); released now: {released.queued} messages queued. "
+            f"It was held (late); released now: {done.released.queued} messages queued. "
             "A running scheduler or worker delivers them ('imk-outreach deliver --until-empty' otherwise)."
         )
+    elif done.shortfall is not None:
+        print(
+            f"It is short, so the scheduler will not queue it: 'imk-outreach send {edition.campaign} "
+            "--force' does."
+        )
+    return 0
+
+
+def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    report = editions_admin.cancel(settings, args.edition, args.by, datetime.now(UTC))
+    edition = report.edition
+    print(
+        f"Edition {edition.id} of {edition.campaign} cancelled: {report.cancelled} unsent messages "
+        f"will not go out; {report.sent} had gone out already."
+    )
+    if report.in_flight:
+        print(f"{report.in_flight} were being sent by a worker and may still go out; no more will.")
+    return 0
+
+
+def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
+    edition = editions_admin.discard(settings, compose.edition_id_for(settings, args.edition))
+    print(
+        f"Edition {edition.id} of {edition.campaign} ({edition.state}) discarded. "
+        f"'imk-outreach preview {edition.campaign}' composes a fresh draft."
+    )
     return 0
 
 
@@ -146,6 +187,20 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_editions)
 
     p = sub.add_parser("approve", parents=[common], help="approve an edition's current content")
-    p.add_argument("edition", type=int, metavar="EDITION", help="edition id (see 'editions')")
+    p.add_argument(
+        "edition", metavar="EDITION", help="edition id (see 'editions'), or a campaign name for its draft"
+    )
     p.add_argument("--by", metavar="NAME", help="who approves (default: the login name)")
+    p.add_argument("--force", action="store_true", help="approve it even with fewer new items than min_items")
     p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("cancel", parents=[common], help="stop a queued edition: unsent messages stay unsent")
+    p.add_argument("edition", type=int, metavar="EDITION", help="edition id (see 'editions' or 'status')")
+    p.add_argument("--by", metavar="NAME", help="who cancels (default: the login name)")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("discard", parents=[common], help="remove an edition not yet queued (a draft)")
+    p.add_argument(
+        "edition", metavar="EDITION", help="edition id (see 'editions'), or a campaign name for its draft"
+    )
+    p.set_defaults(func=cmd_discard)

@@ -1,4 +1,4 @@
-"""Commands subscribers import|add|remove|export|erase, and serve (the public web pages)."""
+"""Commands subscribers import|add|remove|show|export|erase, and serve (the public web pages)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imk_outreach.cli.output import print_json
+from imk_outreach.cli.output import iso, local_time, make_console, print_json
+from imk_outreach.cli.records import delivery_json, last_reply, sent_time
 from imk_outreach.config import Settings
-from imk_outreach.services import subscriptions
+from imk_outreach.models import Subscriber
+from imk_outreach.services import records, subscriptions
 
 # -- subscribers and the web app -------------------------------------------------------------------
 
@@ -61,6 +63,79 @@ def cmd_subscribers_remove(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_subscribers_show(settings: Settings, args: argparse.Namespace) -> int:
+    found = records.subscriber_record(settings, args.email)
+    if args.json:
+        print_json(_show_json(found))
+        return 0
+    sub = found.subscriber
+    console = make_console()
+    console.print(f"[bold]{sub.email}[/]" + (f" ({sub.name})" if sub.name else ""))
+    for label, value in _show_lines(settings, found):
+        console.print(f"  {label + ':':<15} {value}", markup=False)
+    if not found.deliveries:
+        console.print("  nothing sent to this address yet", markup=False)
+    else:
+        console.print("  sent to them (newest first):", markup=False)
+    for d in found.deliveries:
+        when = (
+            sent_time(settings, d) if d.state == "sent" else f"updated {local_time(settings, d.updated_at)}"
+        )
+        reply = last_reply(d)
+        console.print(
+            f"    edition {d.edition_id} ({d.campaign}, {d.language}): {d.state}, {when}"
+            + (f", attempts {d.attempts}" if d.attempts != 1 else "")
+            + (f": {reply}" if reply else ""),
+            markup=False,
+        )
+    return 0
+
+
+def _show_lines(settings: Settings, found: records.SubscriberRecord) -> list[tuple[str, str]]:
+    sub = found.subscriber
+    lists = ", ".join(f"{name} ({label})" for name, label in found.list_labels.items()) or "none"
+    status = sub.status + (f" ({sub.bounce_reason})" if sub.bounce_reason else "")
+    return [
+        ("status", status),
+        ("language", sub.language),
+        ("lists", lists),
+        ("signed up", _signup(settings, sub)),
+        ("confirmed", local_time(settings, sub.confirmed_at)),
+        ("unsubscribed", local_time(settings, sub.unsubscribed_at)),
+        ("consent text", sub.consent_version or "-"),
+        ("IP hash", sub.ip_hash or "- (none stored)"),
+        ("record created", local_time(settings, sub.created_at)),
+    ]
+
+
+def _signup(settings: Settings, sub: Subscriber) -> str:
+    if sub.signup_at is None and sub.source is None:
+        return "not recorded"
+    return f"{local_time(settings, sub.signup_at)} via {sub.source or 'an unrecorded way'}"
+
+
+def _show_json(found: records.SubscriberRecord) -> dict[str, Any]:
+    sub = found.subscriber
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "language": sub.language,
+        "lists": list(sub.lists),
+        "consent": {
+            "signup_at": iso(sub.signup_at),
+            "source": sub.source,
+            "confirmed_at": iso(sub.confirmed_at),
+            "consent_version": sub.consent_version,
+            "ip_hash": sub.ip_hash,
+        },
+        "unsubscribed_at": iso(sub.unsubscribed_at),
+        "bounce_reason": sub.bounce_reason,
+        "created_at": iso(sub.created_at),
+        "deliveries": [{**delivery_json(d), "campaign": d.campaign} for d in found.deliveries],
+    }
+
+
 def cmd_subscribers_export(settings: Settings, args: argparse.Namespace) -> int:
     records = subscriptions.export(settings, args.email)
     if args.format == "json":  # streamed: memory stays flat however long the list is
@@ -94,7 +169,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    group = sub.add_parser("subscribers", parents=[common], help="import, add, remove, export, erase")
+    group = sub.add_parser("subscribers", parents=[common], help="import, add, remove, show, export, erase")
     commands = group.add_subparsers(dest="subscribers_command", required=True, metavar="ACTION")
 
     p = commands.add_parser("import", parents=[common], help="import subscribers from a CSV file")
@@ -119,6 +194,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = commands.add_parser("remove", parents=[common], help="unsubscribe an address (record kept)")
     p.add_argument("email", metavar="EMAIL")
     p.set_defaults(func=cmd_subscribers_remove)
+
+    p = commands.add_parser(
+        "show", parents=[common], help="one subscriber: status, lists, consent and what was sent to them"
+    )
+    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_subscribers_show)
 
     p = commands.add_parser("export", parents=[common], help="all subscribers (or one) to stdout")
     p.add_argument("--format", choices=("csv", "json"), default="csv")

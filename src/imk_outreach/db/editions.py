@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    delete,
     select,
     update,
 )
@@ -15,7 +16,9 @@ from imk_outreach.db.engine import insert_for
 from imk_outreach.db.items import get_items
 from imk_outreach.db.tables import (
     app_settings,
+    campaign_runs,
     edition_items,
+    edition_messages,
     editions,
 )
 from imk_outreach.models import (
@@ -30,6 +33,9 @@ from imk_outreach.models import (
 SENT_STATES = ("queued", "sending", "sent")
 # Open: not yet queued; "held" is a late edition waiting for a person to release it.
 OPEN_STATES = ("draft", "approved", "held")
+# Being delivered: what ``cancel`` stops. A cancelled edition stays cancelled (its items may be picked
+# again by the next edition of the campaign: they are not in SENT_STATES).
+CANCELLABLE_STATES = ("queued", "sending")
 
 
 def create_edition(conn: Connection, edition: Edition) -> int:
@@ -127,11 +133,29 @@ def sent_item_ids(conn: Connection, campaign: str) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
-def set_edition_state(conn: Connection, edition_id: int, state: str, list_name: str | None = None) -> None:
+def set_edition_state(
+    conn: Connection, edition_id: int, state: str, list_name: str | None = None, reason: str | None = None
+) -> None:
+    """Move an edition to ``state`` (``reason`` into ``skip_reason``). A cancelled edition is final:
+    a worker settling the last batch it had claimed must not mark it ``sent``."""
     values: dict[str, Any] = {"state": state}
     if list_name is not None:
         values["list_name"] = list_name
-    conn.execute(update(editions).where(editions.c.id == edition_id).values(**values))
+    if reason is not None:
+        values["skip_reason"] = reason
+    statement = update(editions).where(editions.c.id == edition_id, editions.c.state != "cancelled")
+    conn.execute(statement.values(**values))
+
+
+def delete_edition(conn: Connection, edition_id: int) -> None:
+    """Remove an edition that never went out, with its selection and frozen messages; a campaign run
+    that composed it keeps its record without it (the scheduler then skips that run)."""
+    conn.execute(
+        update(campaign_runs).where(campaign_runs.c.edition_id == edition_id).values(edition_id=None)
+    )
+    conn.execute(delete(edition_items).where(edition_items.c.edition_id == edition_id))
+    conn.execute(delete(edition_messages).where(edition_messages.c.edition_id == edition_id))
+    conn.execute(delete(editions).where(editions.c.id == edition_id))
 
 
 def lock_edition(conn: Connection, edition_id: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from imk_outreach.errors import DatabaseError
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 _CHUNK = 500
 
@@ -57,23 +60,52 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def redacted_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparseable URL is shown as given
         return url
 
 
-def open_database(url: str, migrate: bool = True) -> Engine:
-    """An Engine for ``url`` with the schema migrated to the newest revision.
+def with_driver(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` (as hosting providers hand them out) with the psycopg 3
+    driver this program ships with (``postgresql+psycopg://``); other URLs as given."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
 
-    :raises DatabaseError: the URL is wrong or the server cannot be reached.
-    """
-    shown = redacted_url(url)
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (as written: relative paths stay relative); None for other databases,
+    in-memory ones and ``file:`` URIs."""
     try:
-        if url.startswith("sqlite:///") and ":memory:" not in url:
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - open_database reports a bad URL
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else Path(database)
+
+
+def open_database(url: str, migrate: bool = True) -> Engine:
+    """An Engine for ``url`` with the schema migrated to the newest revision. A SQLite file is created
+    when missing, but never its folder (a typo in the path must not silently make a new, empty
+    database); a database set up from nothing is logged once.
+
+    :raises DatabaseError: the URL is wrong, a SQLite file's folder does not exist, or the server cannot
+        be reached.
+    """
+    url = with_driver(url)
+    shown = redacted_url(url)
+    path = sqlite_file(url)
+    if path is not None and not path.parent.is_dir():
+        raise DatabaseError(
+            shown,
+            f"the folder {path.parent} does not exist; check the path in database_url for a typo, "
+            "or create the folder first",
+        )
+    try:
         engine = create_engine(url, future=True)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise DatabaseError(shown, f"cannot use this database URL: {exc}") from exc
@@ -81,22 +113,33 @@ def open_database(url: str, migrate: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
         try:
-            upgrade(engine)
+            before = _upgrade(engine)
         except SQLAlchemyError as exc:
             engine.dispose()
             orig = getattr(exc, "orig", None)
             reason = (str(orig or exc).strip().splitlines() or ["unknown error"])[0]
             raise DatabaseError(shown, f"cannot open or migrate: {reason}") from exc
+        if before is None:  # loud on purpose: a new, empty database is how a wrong path shows
+            if path is not None:
+                log.warning("created new database at %s", path.resolve())
+            else:
+                log.warning("set up the tables of new database %s", shown)
     return engine
 
 
 def upgrade(engine: Engine) -> None:
     """Run pending Alembic migrations (cheap when the schema is current)."""
+    _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> str | None:
+    """Migrate to the newest revision; :returns: the revision before (None: the database was empty)."""
     with engine.begin() as conn:
         head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
-        if MigrationContext.configure(conn).get_current_revision() == head:
-            return
-        command.upgrade(_alembic_config(conn), "head")
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current != head:
+            command.upgrade(_alembic_config(conn), "head")
+        return current
 
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +57,7 @@ def _existing(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def _item_row(item: NewsItem, digest: str, now: datetime) -> dict[str, Any]:
+def _item_row(item: NewsItem, digest: str, now: datetime, image_source: str | None) -> dict[str, Any]:
     return {
         "id": item.id,
         "url": item.url,
@@ -67,6 +68,7 @@ def _item_row(item: NewsItem, digest: str, now: datetime) -> dict[str, Any]:
         "date_estimated": item.date_estimated,
         "language": item.language,
         "image": item.image,
+        "image_source": image_source,
         "translations": {
             k: {"title": t.title, "summary_html": t.summary_html} for k, t in item.translations.items()
         },
@@ -76,43 +78,74 @@ def _item_row(item: NewsItem, digest: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def upsert_items(conn: Connection, source: str, batch: Sequence[NewsItem], now: datetime) -> tuple[int, int]:
+def upsert_items(
+    conn: Connection,
+    source: str,
+    batch: Sequence[NewsItem],
+    now: datetime,
+    image_sources: Mapping[str, str] | None = None,
+) -> tuple[int, int]:
     """Store the items one source delivered; returns (new, updated).
 
     An item already known (same canonical URL, from any source) is not added again; the source is
     remembered beside it and its tags are merged. Its text is updated only from the source that first
     brought it, so two sources with different teasers for one URL do not flip it back and forth.
+
+    :param image_sources: item id -> the URL its stored image (``item.image``) was made from.
     """
+    image_sources = image_sources or {}
     existing = _existing(conn, [item.id for item in batch])
     new_rows: list[dict[str, Any]] = []
-    changed: list[tuple[NewsItem, str]] = []
+    changed: list[tuple[NewsItem, str, str | None]] = []
     tag_rows: list[dict[str, Any]] = []
     source_rows: list[dict[str, Any]] = []
     for item in batch:
         digest = content_hash(item)
         known = existing.get(item.id)
         if known is None:
-            new_rows.append(_item_row(item, digest, now))
+            new_rows.append(_item_row(item, digest, now, image_sources.get(item.id)))
         elif known.source == source and known.content_hash != digest:
-            changed.append((item, digest))
+            changed.append((item, digest, image_sources.get(item.id)))
         tag_rows.extend({"item_id": item.id, "tag": tag} for tag in item.tags)
         source_rows.append({"item_id": item.id, "source": source, "first_seen_at": now})
     for chunk in chunks(new_rows, 200):
         conn.execute(insert_for(conn, items).on_conflict_do_nothing(index_elements=["id"]), list(chunk))
-    for item, digest in changed:
-        _update_item(conn, item, digest, now)
+    for item, digest, image_source in changed:
+        _update_item(conn, item, digest, now, image_source)
     _insert_ignoring_duplicates(conn, item_tags, tag_rows, ["item_id", "tag"])
     _insert_ignoring_duplicates(conn, item_sources, source_rows, ["item_id", "source"])
     return len(new_rows), len(changed)
 
 
-def _update_item(conn: Connection, item: NewsItem, digest: str, now: datetime) -> None:
-    row = _item_row(item, digest, now)
+def _update_item(
+    conn: Connection, item: NewsItem, digest: str, now: datetime, image_source: str | None
+) -> None:
+    row = _item_row(item, digest, now, image_source)
     for key in ("id", "first_seen_at", "source"):
         row.pop(key)
     if item.date_estimated:  # keep the first-seen date an undated item was given
         row.pop("published_at")
     conn.execute(update(items).where(items.c.id == item.id).values(**row))
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """What is stored about a known item's image: the source that owns the item's text, the stored
+    copy (``media/<name>`` or None) and the URL that copy was made from."""
+
+    source: str
+    image: str | None
+    image_source: str | None
+
+
+def stored_images(conn: Connection, ids: Sequence[str]) -> dict[str, StoredImage]:
+    """The image state of the known items among ``ids`` (unknown ids are left out)."""
+    found: dict[str, StoredImage] = {}
+    columns = (items.c.id, items.c.source, items.c.image, items.c.image_source)
+    for chunk in chunks(list(ids)):
+        for row in conn.execute(select(*columns).where(items.c.id.in_(chunk))):
+            found[row.id] = StoredImage(row.source, row.image, row.image_source)
+    return found
 
 
 def _insert_ignoring_duplicates(

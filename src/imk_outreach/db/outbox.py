@@ -22,6 +22,7 @@ from imk_outreach.db.engine import insert_for
 from imk_outreach.db.tables import (
     UTCDateTime,
     edition_messages,
+    editions,
     outbox,
     subscriber_lists,
     subscribers,
@@ -35,6 +36,41 @@ from imk_outreach.models import (
 
 PENDING_STATES = ("queued", "retry", "sending")
 FINAL_STATES = ("sent", "failed", "unknown", "cancelled")
+# The error recorded on the rows of a cancelled edition (a recipient who left gets "recipient ...").
+EDITION_CANCELLED = "edition cancelled"
+
+
+def _of_cancelled_edition() -> Any:
+    """Rows whose edition was cancelled: they must never be claimed or queued again."""
+    return outbox.c.edition_id.in_(select(editions.c.id).where(editions.c.state == "cancelled"))
+
+
+def _send_language(languages: Sequence[str]) -> Any:
+    """The language a subscriber is sent: their own, or the first of ``languages`` when the campaign
+    lacks it."""
+    return case(
+        (subscribers.c.language.in_(list(languages)), subscribers.c.language), else_=literal(languages[0])
+    )
+
+
+def _confirmed_members(query: Any, list_name: str) -> Any:
+    """``query`` over the confirmed subscribers of ``list_name``: whom enqueue picks and the send plan
+    counts."""
+    return query.join(subscriber_lists, subscriber_lists.c.subscriber_id == subscribers.c.id).where(
+        subscriber_lists.c.list == list_name, subscribers.c.status == "confirmed"
+    )
+
+
+def recipients_per_language(conn: Connection, list_name: str, languages: Sequence[str]) -> dict[str, int]:
+    """How many rows :func:`enqueue_edition` would add per language for a fresh edition (grouped by
+    the stored language and folded here as :func:`_send_language` does: PostgreSQL cannot group by a
+    CASE whose parameters are bound apart from the selected one)."""
+    query = select(subscribers.c.language, func.count()).select_from(subscribers)
+    query = _confirmed_members(query, list_name).group_by(subscribers.c.language)
+    counts = {lang: 0 for lang in languages}
+    for lang, count in conn.execute(query):
+        counts[lang if lang in counts else languages[0]] += int(count)
+    return counts
 
 
 def enqueue_edition(
@@ -46,25 +82,18 @@ def enqueue_edition(
     A subscriber whose language the edition lacks gets the first of ``languages``.
     :returns: the number of rows added.
     """
-    language = case(
-        (subscribers.c.language.in_(list(languages)), subscribers.c.language), else_=literal(languages[0])
+    chosen = select(
+        literal(edition_id).label("edition_id"),
+        literal(channel).label("channel"),
+        subscribers.c.id.label("subscriber_id"),
+        _send_language(languages).label("language"),
+        literal("queued").label("state"),
+        literal(0).label("attempts"),
+        literal(now, UTCDateTime()).label("next_attempt_at"),
+        literal(now, UTCDateTime()).label("created_at"),
+        literal(now, UTCDateTime()).label("updated_at"),
     )
-    chosen = (
-        select(
-            literal(edition_id).label("edition_id"),
-            literal(channel).label("channel"),
-            subscribers.c.id.label("subscriber_id"),
-            language.label("language"),
-            literal("queued").label("state"),
-            literal(0).label("attempts"),
-            literal(now, UTCDateTime()).label("next_attempt_at"),
-            literal(now, UTCDateTime()).label("created_at"),
-            literal(now, UTCDateTime()).label("updated_at"),
-        )
-        .join(subscriber_lists, subscriber_lists.c.subscriber_id == subscribers.c.id)
-        .where(subscriber_lists.c.list == list_name, subscribers.c.status == "confirmed")
-        .order_by(subscribers.c.id)
-    )
+    chosen = _confirmed_members(chosen, list_name).order_by(subscribers.c.id)
     columns = [
         "edition_id",
         "channel",
@@ -102,9 +131,24 @@ def claim_batch(
     crashed). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side without waiting
     or overlapping; SQLite takes the write lock first (``BEGIN IMMEDIATE``), which serialises claims.
     Call it as the first statement of a transaction.
+
+    Rows of a cancelled edition that come up (a dead worker's, or a retry recorded while the edition
+    was cancelled) are settled ``cancelled`` here and not returned.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    while True:
+        claimed = _claim(conn, worker, now, lease_until, limit)
+        stopped = _cancelled_among(conn, {d.edition_id for d in claimed})
+        if not stopped:
+            return claimed
+        _settle_cancelled(conn, [d.id for d in claimed if d.edition_id in stopped], now, uncount=True)
+        live = [d for d in claimed if d.edition_id not in stopped]
+        if live or len(claimed) < limit:
+            return live
+
+
+def _claim(conn: Connection, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[Delivery]:
     chosen = select(outbox.c.id).where(_due(now)).order_by(outbox.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
@@ -122,6 +166,43 @@ def claim_batch(
     )
     rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
     return [_delivery_from_row(row) for row in rows]
+
+
+def _cancelled_among(conn: Connection, edition_ids: set[int]) -> set[int]:
+    if not edition_ids:
+        return set()
+    query = select(editions.c.id).where(editions.c.id.in_(list(edition_ids)), editions.c.state == "cancelled")
+    return set(conn.execute(query).scalars())
+
+
+def _settle_cancelled(conn: Connection, ids: Sequence[int], now: datetime, uncount: bool = False) -> int:
+    """Rows ``ids`` end ``cancelled`` (their edition was); ``uncount`` takes back the attempt a claim
+    just counted. The server's last reply, if any, stays in ``reply``."""
+    if not ids:
+        return 0
+    values: dict[str, Any] = {
+        "state": "cancelled",
+        "error": EDITION_CANCELLED,
+        "claimed_by": None,
+        "lease_until": None,
+        "updated_at": now,
+    }
+    if uncount:
+        values["attempts"] = outbox.c.attempts - 1
+    statement = update(outbox).where(outbox.c.id.in_(list(ids))).values(**values)
+    return int(conn.execute(statement).rowcount or 0)
+
+
+def cancel_unsent(conn: Connection, edition_id: int, reason: str, now: datetime) -> int:
+    """The edition's rows that wait (queued, retry) end ``cancelled`` with ``reason`` as their error.
+    Rows a worker holds (``sending``) are left to it: it may still send them, and what it cannot send
+    it releases as cancelled (see :func:`release_deliveries`). Returns the rows cancelled."""
+    statement = (
+        update(outbox)
+        .where(outbox.c.edition_id == edition_id, outbox.c.state.in_(["queued", "retry"]))
+        .values(state="cancelled", error=reason, claimed_by=None, lease_until=None, updated_at=now)
+    )
+    return int(conn.execute(statement).rowcount or 0)
 
 
 def _due(now: datetime) -> Any:
@@ -186,7 +267,20 @@ def mark_deliveries(conn: Connection, worker: str, results: Sequence[dict[str, A
         }
         for r in results
     ]
-    return int(conn.execute(statement, params).rowcount or 0)
+    changed = int(conn.execute(statement, params).rowcount or 0)
+    _cancel_retries(conn, [r["id"] for r in results if r["state"] == "retry"], now)
+    return changed
+
+
+def _cancel_retries(conn: Connection, ids: Sequence[int], now: datetime) -> None:
+    """A row that failed for now while its edition was cancelled is not tried again."""
+    if ids:
+        statement = (
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids)), outbox.c.state == "retry", _of_cancelled_edition())
+            .values(state="cancelled", error=EDITION_CANCELLED, updated_at=now)
+        )
+        conn.execute(statement)
 
 
 def renew_leases(conn: Connection, worker: str, lease_until: datetime) -> int:
@@ -206,7 +300,8 @@ def renew_leases(conn: Connection, worker: str, lease_until: datetime) -> int:
 
 def release_deliveries(conn: Connection, worker: str, now: datetime, ids: Sequence[int] | None = None) -> int:
     """Give rows ``worker`` holds (those of ``ids``, or all) back unsent: claimable at once, and the
-    attempt the claim counted is taken back (``retry`` if an earlier attempt was made, else ``queued``).
+    attempt the claim counted is taken back (``retry`` if an earlier attempt was made, else ``queued``;
+    ``cancelled`` when its edition was cancelled meanwhile: it never goes back to the queue).
     The row's due time is left as it was: it was due when claimed. Returns the rows released."""
     held = [outbox.c.state == "sending", outbox.c.claimed_by == worker]
     if ids is not None:
@@ -217,7 +312,12 @@ def release_deliveries(conn: Connection, worker: str, now: datetime, ids: Sequen
         update(outbox)
         .where(*held)
         .values(
-            state=case((outbox.c.attempts > 1, literal("retry")), else_=literal("queued")),
+            state=case(
+                (_of_cancelled_edition(), literal("cancelled")),
+                (outbox.c.attempts > 1, literal("retry")),
+                else_=literal("queued"),
+            ),
+            error=case((_of_cancelled_edition(), literal(EDITION_CANCELLED)), else_=outbox.c.error),
             attempts=outbox.c.attempts - 1,
             claimed_by=None,
             lease_until=None,

@@ -84,7 +84,10 @@ items = Table(
     Column("published_at", UTCDateTime, nullable=False),
     Column("date_estimated", Boolean, nullable=False, default=False),
     Column("language", String(8), nullable=False),
+    # image: a stored copy, "media/<sha256>.jpg" (services/media.py); image_source: the URL it was made
+    # from, so an unchanged item is not fetched again.
     Column("image", Text),
+    Column("image_source", Text),
     Column("translations", JSON, nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("first_seen_at", UTCDateTime, nullable=False),

@@ -8,13 +8,15 @@ exactly this; staff templates may use all of it):
 (the render time, aware), ``brand_name``, ``imprint`` (text) and ``imprint_lines``, ``social_links``
 ((label, url) pairs), ``subject``, ``preheader``, ``intro`` (plain text) and ``intro_paragraphs`` (a
 tuple of paragraphs, each a tuple of lines), ``sections`` (:class:`SectionView`: ``id``, ``heading``,
-``cards``), ``item_count``, ``fallbacks`` (ids of items shown in their original language) and ``ph``
+``cards``; only sections with at least one item, so no heading stands alone), ``item_count`` (distinct
+items in the edition), ``fallbacks`` (ids of items shown in their original language) and ``ph``
 (the per-recipient placeholders: ``ph.greeting``, ``ph.unsubscribe_url``, ``ph.preferences_url``,
 ``ph.email``). Each :class:`Card` has ``id``, ``url``, ``title``, ``summary_html`` (sanitised, marked
-safe; use ``|teaser`` / ``|plaintext(240)``), ``published_at``, ``image``, ``language`` (of the text
-shown), ``fallback`` (True when shown in the original language for lack of a translation),
-``language_name`` (that language's name in the render's language, "Englisch"), ``source``, ``tags`` and
-``item`` (the :class:`~imk_outreach.models.NewsItem`).
+safe; use ``|teaser`` / ``|plaintext(240)``), ``published_at`` (None for an undated item: the source gave
+no date, so none is shown), ``image`` (the absolute URL of the stored copy under ``public_url``, or None;
+never a third-party URL), ``language`` (of the text shown), ``fallback`` (True when shown in the
+original language for lack of a translation), ``language_name`` (that language's name in the render's
+language, "Englisch"), ``source``, ``tags`` and ``item`` (the :class:`~imk_outreach.models.NewsItem`).
 
 The text part is rendered from the same context by the text template beside the MJML one
 (``newsletter/monthly.mjml.j2`` -> ``newsletter/monthly.txt.j2``, else ``newsletter/default.txt.j2``)
@@ -26,12 +28,13 @@ from __future__ import annotations
 import html
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 from babel import Locale
 from jinja2 import Environment, TemplateNotFound
@@ -56,6 +59,9 @@ DEFAULT_TEXT_TEMPLATE = "newsletter/default.txt.j2"
 TEXT_WIDTH = 76
 PREHEADER_LENGTH = 150
 
+# The line of the campaign file on which the text of (key, language) starts, when known.
+TextLocator = Callable[[str, str], int | None]
+
 _TOKEN = re.compile("(" + "|".join(re.escape(token) for token in PLACEHOLDERS.values()) + ")")
 _KEY_OF_TOKEN = {token: key for key, token in PLACEHOLDERS.items()}
 
@@ -68,7 +74,7 @@ class Card:
     url: str
     title: str
     summary_html: Markup
-    published_at: datetime
+    published_at: datetime | None
     image: str | None
     language: str
     fallback: bool
@@ -89,22 +95,33 @@ class SectionView:
 
 
 def render_email(
-    env: Environment, campaign: Campaign, edition: Edition, language: str, brand: Brand, now: datetime
+    env: Environment,
+    campaign: Campaign,
+    edition: Edition,
+    language: str,
+    brand: Brand,
+    now: datetime,
+    *,
+    locate_text: TextLocator | None = None,
 ) -> RenderedEmail:
     """Render ``edition`` of ``campaign`` in ``language``: MJML compiled once, placeholders left in.
 
     :param now: the render time (aware), shown as the footer's year.
-    :raises TemplateError: naming the template (or campaign key) and line of any Jinja or MJML problem.
+    :param locate_text: the line of the campaign file where the text of (key, language) starts; with it,
+        an error in a campaign text names ``file:line: key.language``, the line counted in the file.
+    :raises TemplateError: naming the template (or campaign file, key and line) of any Jinja or MJML
+        problem.
     """
+    texts = _CampaignTexts(env, campaign, language, locate_text)
     context = _base_context(campaign, edition, language, brand, now)
-    intro = _campaign_text(env, campaign, "intro", language, context)
-    subject = _one_line(_campaign_text(env, campaign, "subject", language, context))
+    intro = texts.render("intro", context)
+    subject = _one_line(texts.render("subject", context))
     if not subject:
-        raise TemplateError(_where(campaign, "subject", language), "the subject is empty")
-    context.update(_content(edition, language))
+        raise texts.error("subject", "the subject is empty")
+    context.update(_content(edition, language, brand.public_url))
     context.update(
         subject=subject,
-        preheader=_preheader(env, campaign, language, context, intro),
+        preheader=_preheader(texts, context, intro),
         intro=intro.strip(),
         intro_paragraphs=_paragraphs(intro),
     )
@@ -114,12 +131,15 @@ def render_email(
     return RenderedEmail(language, subject, context["preheader"], html_part, text_part, context["fallbacks"])
 
 
-def _content(edition: Edition, language: str) -> dict[str, Any]:
-    sections = tuple(_section_view(s.id, s.heading, s.items, language) for s in edition.sections)
+def _content(edition: Edition, language: str, public_url: str) -> dict[str, Any]:
+    """Sections with at least one item (an empty one would show a bare heading), the item count."""
+    sections = tuple(
+        _section_view(s.id, s.heading, s.items, language, public_url) for s in edition.sections if s.items
+    )
     cards = [card for section in sections for card in section.cards]
     return {
         "sections": sections,
-        "item_count": len(cards),
+        "item_count": len({card.id for card in cards}),
         "fallbacks": tuple(dict.fromkeys(card.id for card in cards if card.fallback)),
     }
 
@@ -141,16 +161,47 @@ def _base_context(
     }
 
 
-def _where(campaign: Campaign, key: str, language: str) -> str:
-    return f"{campaign.path or campaign.name} ({key}.{language})"
+class _CampaignTexts:
+    """A campaign's per-language Jinja texts (subject, intro, preheader), rendered as plain text; an error
+    names the campaign file, the line in it (when ``locate`` knows where the text starts) and the key."""
 
+    def __init__(
+        self, env: Environment, campaign: Campaign, language: str, locate: TextLocator | None
+    ) -> None:
+        self.env = env
+        self.campaign = campaign
+        self.language = language
+        self.locate = locate
 
-def _campaign_text(
-    env: Environment, campaign: Campaign, key: str, language: str, context: Mapping[str, Any]
-) -> str:
-    """A campaign's per-language Jinja text (subject, intro, preheader) rendered as plain text."""
-    source = getattr(campaign, key).get(language, "")
-    return render_string(env, source, _where(campaign, key, language), language, context) if source else ""
+    def render(self, key: str, context: Mapping[str, Any]) -> str:
+        source = getattr(self.campaign, key).get(self.language, "")
+        if not source:
+            return ""
+        name = self._name(key)
+        try:
+            return render_string(self.env, source, name, self.language, context)
+        except TemplateError as exc:
+            if exc.template != name:  # a template the text includes is at fault: it is named already
+                raise
+            raise self.error(key, exc.message, exc.line) from exc
+
+    def error(self, key: str, message: str, text_line: int | None = None) -> TemplateError:
+        """``campaigns/m.yaml:14: subject.de: message``: ``text_line`` (of the text) counted in the file.
+
+        Without a known start line: ``campaigns/m.yaml (subject.de):2: message`` (the text's own line).
+        """
+        start = self.locate(key, self.language) if self.locate is not None else None
+        if start is None:
+            return TemplateError(self._name(key), message, text_line)
+        line = start + (text_line - 1 if text_line else 0)
+        return TemplateError(self._file, f"{key}.{self.language}: {message}", line)
+
+    @property
+    def _file(self) -> str:
+        return self.campaign.path or self.campaign.name
+
+    def _name(self, key: str) -> str:
+        return f"{self._file} ({key}.{self.language})"
 
 
 def _pick(texts: Mapping[str, str], language: str) -> str:
@@ -161,11 +212,9 @@ def _pick(texts: Mapping[str, str], language: str) -> str:
     return next((text for text in texts.values() if text), "")
 
 
-def _preheader(
-    env: Environment, campaign: Campaign, language: str, context: Mapping[str, Any], intro: str
-) -> str:
+def _preheader(texts: _CampaignTexts, context: Mapping[str, Any], intro: str) -> str:
     """The campaign's preheader, else the intro's first sentence, else the first titles."""
-    text = _campaign_text(env, campaign, "preheader", language, context) or first_sentence(intro)
+    text = texts.render("preheader", context) or first_sentence(intro)
     if not text.strip():
         text = " · ".join(card.title for section in context["sections"] for card in section.cards[:1])
     return _shorten(_one_line(text), PREHEADER_LENGTH)
@@ -187,12 +236,17 @@ def _text_template(env: Environment, mjml_name: str) -> str:
 
 
 def _section_view(
-    section_id: str, heading: Mapping[str, str], items: tuple[NewsItem, ...], language: str
+    section_id: str,
+    heading: Mapping[str, str],
+    items: tuple[NewsItem, ...],
+    language: str,
+    public_url: str,
 ) -> SectionView:
-    return SectionView(section_id, _pick(heading, language), tuple(_card(item, language) for item in items))
+    cards = tuple(_card(item, language, public_url) for item in items)
+    return SectionView(section_id, _pick(heading, language), cards)
 
 
-def _card(item: NewsItem, language: str) -> Card:
+def _card(item: NewsItem, language: str, public_url: str) -> Card:
     translation = item.translations.get(language)
     if item.language == language or translation is None:
         title, summary, shown = item.title, item.summary_html, item.language
@@ -203,8 +257,8 @@ def _card(item: NewsItem, language: str) -> Card:
         url=item.url,
         title=title,
         summary_html=Markup(summary),  # sanitised by the gather stage (allow-list sanitiser)
-        published_at=item.published_at,
-        image=item.image,
+        published_at=None if item.date_estimated else item.published_at,
+        image=image_url(item.image, public_url),
         language=shown,
         fallback=shown != language,
         language_name=language_name(shown, language),
@@ -212,6 +266,23 @@ def _card(item: NewsItem, language: str) -> Card:
         tags=item.tags,
         item=item,
     )
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def image_url(image: str | None, public_url: str) -> str | None:
+    """The absolute URL of an item's stored image: ``media/3f2a.jpg`` -> ``{public_url}/media/3f2a.jpg``.
+
+    An image is shown only from our own ``public_url``: a value that is itself a URL (``https://...``,
+    ``//host/...``, ``data:``; a legacy row whose image was not fetched yet) gives None, never a
+    hot-link that tells a third party who opened the mail.
+    """
+    path = (image or "").strip()
+    base = public_url.strip().rstrip("/")
+    if not path or not base or path.startswith("//") or _SCHEME.match(path):
+        return None
+    return f"{base}/{quote(path.lstrip('/'), safe='/%-._~')}"
 
 
 @cache

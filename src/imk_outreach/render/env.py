@@ -2,7 +2,9 @@
 
 Decisions, so that templates behave the same everywhere:
 
-* ``StrictUndefined``: a misspelt variable is an error naming ``template:line``, never an empty string.
+* ``StrictUndefined``: a misspelt variable is an error naming ``template:line``, never an empty string;
+  errors about an unknown filter, test, variable or attribute name the nearest one and those available
+  (see :mod:`imk_outreach.render.diagnostics`).
 * Autoescape for templates whose name ends in ``.html``, ``.htm``, ``.xml`` or ``.mjml`` (also followed by
   ``.j2``, e.g. ``newsletter/default.mjml.j2``) and for strings; plain-text templates (``*.txt.j2`` and
   any other name) are not escaped.
@@ -18,7 +20,8 @@ Decisions, so that templates behave the same everywhere:
 * Filters (locale = the render's language): ``date`` (Babel format, default ``long``: "1. Dezember
   2026" / "December 1, 2026"), ``month`` ("Dezember 2026" / "December 2026"), ``number``,
   ``teaser`` (sanitised HTML shortened at a word boundary, inline markup kept, tags balanced) and
-  ``plaintext`` (HTML to one line of text, optionally shortened). Datetimes are shown in the
+  ``plaintext`` (HTML to one line of clean text, optionally shortened; see
+  :mod:`imk_outreach.render.plaintext`). Datetimes are shown in the
   Environment's timezone (default Europe/Berlin).
 
 :func:`render_template` and :func:`render_string` turn every Jinja problem into
@@ -28,15 +31,12 @@ Decisions, so that templates behave the same everywhere:
 from __future__ import annotations
 
 import gettext as gettext_module
-import html
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, tzinfo
 from functools import cache
-from html.parser import HTMLParser
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,27 +49,39 @@ from jinja2 import (
     ChoiceLoader,
     Environment,
     FileSystemLoader,
-    StrictUndefined,
-    TemplateNotFound,
     TemplateRuntimeError,
-    TemplateSyntaxError,
     pass_context,
     select_autoescape,
 )
-from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Undefined
 from markupsafe import Markup
 
 from imk_outreach.errors import TemplateError
+from imk_outreach.render.diagnostics import SuggestingUndefined, template_dirs_of, template_errors
+from imk_outreach.render.plaintext import TEASER_LENGTH, plaintext, teaser
+
+__all__ = [
+    "TEASER_LENGTH",
+    "available_languages",
+    "catalog_path",
+    "date_filter",
+    "language_context",
+    "make_env",
+    "month_filter",
+    "number_filter",
+    "plaintext",
+    "render_string",
+    "render_template",
+    "shipped_templates_dir",
+    "teaser",
+    "template_dirs_of",
+    "translations",
+]
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DEFAULT_TIMEZONE = "Europe/Berlin"
 AUTOESCAPE_EXTENSIONS = ("html", "htm", "xml", "mjml", "html.j2", "htm.j2", "xml.j2", "mjml.j2")
-TEASER_LENGTH = 240
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
-
-# Errors a template expression can raise besides Jinja's own (a filter given the wrong type, ...).
-_EXPRESSION_ERRORS = (TypeError, ValueError, LookupError, AttributeError, ArithmeticError)
 
 
 # -- where templates live ------------------------------------------------------------------------------
@@ -103,7 +115,7 @@ def make_env(template_dirs: Sequence[Path], *, timezone: str = DEFAULT_TIMEZONE)
     loaders.append(FileSystemLoader(str(shipped_templates_dir())))
     env = Environment(
         loader=ChoiceLoader(loaders),
-        undefined=StrictUndefined,
+        undefined=SuggestingUndefined,
         autoescape=select_autoescape(
             enabled_extensions=AUTOESCAPE_EXTENSIONS, default_for_string=True, default=False
         ),
@@ -123,13 +135,6 @@ def make_env(template_dirs: Sequence[Path], *, timezone: str = DEFAULT_TIMEZONE)
         date=date_filter, month=month_filter, number=number_filter, teaser=teaser, plaintext=plaintext
     )
     return env
-
-
-def template_dirs_of(env: Environment) -> list[Path]:
-    """The folders the Environment searches, in order (staff folders first, shipped defaults last)."""
-    loader = env.loader
-    sub_loaders = loader.loaders if isinstance(loader, ChoiceLoader) else [loader]
-    return [Path(p) for sub in sub_loaders if isinstance(sub, FileSystemLoader) for p in sub.searchpath]
 
 
 # -- catalogs ------------------------------------------------------------------------------------------
@@ -248,9 +253,9 @@ def render_template(env: Environment, name: str, language: str, context: Mapping
 
     :raises TemplateError: naming the template (or the partial) and line of any problem.
     """
-    with _template_errors(env, name):
-        template = env.get_template(name)
-        return template.render({**context, **language_context(language)})
+    full = {**context, **language_context(language)}
+    with template_errors(env, name, full):
+        return env.get_template(name).render(full)
 
 
 def render_string(
@@ -268,68 +273,10 @@ def render_string(
     ``{% autoescape %}`` block on its first line, so line numbers stay those of ``source``.
     """
     flag = "true" if autoescape else "false"
-    with _template_errors(env, name):
+    full = {**context, **language_context(language)}
+    with template_errors(env, name, full, source):
         template = env.from_string(f"{{% autoescape {flag} %}}{source}{{% endautoescape %}}")
-        return template.render({**context, **language_context(language)})
-
-
-class _template_errors:
-    """Context manager turning Jinja (and template expression) errors into TemplateError."""
-
-    def __init__(self, env: Environment, name: str) -> None:
-        self.env = env
-        self.name = name
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is None or isinstance(exc, TemplateError):
-            return
-        if isinstance(exc, TemplateNotFound):
-            missing = exc.name if isinstance(exc.name, str) else self.name
-            where, line = _template_frame(self.env, tb, "")
-            message = _not_found_message(self.env)
-            if where and line is not None:  # an {% include %} or {% extends %} names a missing template
-                message += f"; used at {where}:{line}"
-            raise TemplateError(missing, message) from exc
-        if isinstance(exc, TemplateSyntaxError):
-            raise TemplateError(exc.name or self.name, exc.message or str(exc), exc.lineno) from exc
-        if isinstance(exc, (JinjaTemplateError, *_EXPRESSION_ERRORS)):
-            where, line = _template_frame(self.env, tb, self.name)
-            message = str(exc) if isinstance(exc, JinjaTemplateError) else f"{type(exc).__name__}: {exc}"
-            raise TemplateError(where, message, line) from exc
-
-
-def _not_found_message(env: Environment) -> str:
-    searched = ", ".join(str(d) for d in template_dirs_of(env))
-    return f"template not found (searched {searched})"
-
-
-def _template_frame(env: Environment, tb: TracebackType | None, default: str) -> tuple[str, int | None]:
-    """The innermost template frame of a traceback Jinja rewrote: (template name, line)."""
-    found: tuple[str, int | None] = (default, None)
-    for frame_tb in _walk(tb):
-        frame_globals = frame_tb.tb_frame.f_globals
-        if "__jinja_exception__" in frame_globals:  # a frame Jinja made to point at template source
-            found = (_template_name(env, frame_tb.tb_frame.f_code.co_filename, default), frame_tb.tb_lineno)
-    return found
-
-
-def _walk(tb: TracebackType | None) -> Iterator[TracebackType]:
-    while tb is not None:
-        yield tb
-        tb = tb.tb_next
-
-
-def _template_name(env: Environment, filename: str, default: str) -> str:
-    path = Path(filename)
-    for folder in template_dirs_of(env):
-        if path.is_relative_to(folder):
-            return path.relative_to(folder).as_posix()
-    return default
+        return template.render(full)
 
 
 # -- filters -------------------------------------------------------------------------------------------
@@ -342,10 +289,25 @@ def _locale_of(context: Context) -> str:
     return language
 
 
+_NO_DATE = (
+    "expected a date or datetime, got None (an undated item has no published_at: "
+    "write {% if card.published_at %}...{% endif %})"
+)
+
+
+def _defined(value: Any) -> None:
+    """An undefined value given to a filter fails as undefined (naming what is missing), not as a type."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+
+
 def _local_date(context: Context, value: date | datetime) -> date:
+    _defined(value)
     if not isinstance(value, datetime):
         if isinstance(value, date):
             return value
+        if value is None:
+            raise TypeError(_NO_DATE)
         raise TypeError(f"expected a date or datetime, got {type(value).__name__}")
     zone: tzinfo = ZoneInfo(str(context.environment.globals.get("timezone", DEFAULT_TIMEZONE)))
     if value.tzinfo is None:
@@ -368,123 +330,5 @@ def month_filter(context: Context, value: date | datetime) -> str:
 @pass_context
 def number_filter(context: Context, value: float | int, format: str | None = None) -> str:
     """``{{ 1234.5|number }}``: "1.234,5" / "1,234.5"."""
+    _defined(value)
     return format_decimal(value, format, locale=_locale_of(context))
-
-
-def teaser(value: str, length: int = TEASER_LENGTH) -> Markup:
-    """Sanitised HTML shortened to about ``length`` characters of text at a word boundary, with "…".
-
-    Inline markup (links, emphasis, ...) is kept with its tags balanced; blocks, images and lists become
-    plain running text. The input must already be sanitised (items' ``summary_html`` is).
-    """
-    return Markup(_Shortener(length, keep_tags=True).run(str(value)))
-
-
-def plaintext(value: str, length: int | None = None) -> str:
-    """HTML as one line of plain text (entities decoded), shortened like :func:`teaser` when given."""
-    return _Shortener(length, keep_tags=False).run(str(value))
-
-
-_INLINE_TAGS = frozenset(
-    (
-        "a abbr b bdi bdo cite code del dfn em i ins kbd mark q s samp small span strong sub sup time u var"
-    ).split()
-)
-_SKIPPED_TAGS = frozenset("script style template head title noscript iframe object svg math".split())
-_KEPT_ATTRIBUTES = {"a": ("href", "title", "hreflang"), "abbr": ("title",), "time": ("datetime",)}
-_SAFE_HREF = re.compile(r"^(https?:|mailto:|#)", re.IGNORECASE)
-_SPACE = re.compile(r"\s+")
-
-
-class _Shortener(HTMLParser):
-    """Walks HTML, keeps inline tags (balanced) and text, stops after ``limit`` characters of text."""
-
-    def __init__(self, limit: int | None, *, keep_tags: bool) -> None:
-        super().__init__(convert_charrefs=True)
-        self.limit = limit
-        self.keep_tags = keep_tags
-        self.out: list[str] = []
-        self.open: list[str] = []
-        self.count = 0
-        self.skipping = 0
-        self.space = False
-        self.done = False
-
-    def run(self, source: str) -> str:
-        self.feed(source)
-        self.close()
-        self.out.extend(f"</{tag}>" for tag in reversed(self.open))
-        return "".join(self.out).strip()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIPPED_TAGS:
-            self.skipping += 1
-        elif self.done or self.skipping:
-            return
-        elif tag in _INLINE_TAGS:
-            self._open_tag(tag, attrs)
-        else:  # a block, a line break, an image: a word boundary
-            self.space = True
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _INLINE_TAGS and not self.skipping:
-            self.space = True
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIPPED_TAGS:
-            self.skipping = max(0, self.skipping - 1)
-        elif self.done or self.skipping:
-            return
-        elif tag in self.open:
-            while self.open:
-                closed = self.open.pop()
-                self._emit_tag(f"</{closed}>")
-                if closed == tag:
-                    break
-        elif tag not in _INLINE_TAGS:
-            self.space = True
-
-    def handle_data(self, data: str) -> None:
-        if self.done or self.skipping:
-            return
-        text = _SPACE.sub(" ", data)
-        if text.startswith(" "):
-            self.space = True
-            text = text[1:]
-        if not text:
-            return
-        if self.space and self.count:
-            text = " " + text
-        self.space = text.endswith(" ")
-        text = text.rstrip(" ")
-        if self.limit is not None and self.count + len(text) > self.limit:
-            text = self._cut(text, self.limit - self.count)
-            self.done = True
-        self.count += len(text)
-        self.out.append(html.escape(text, quote=False) if self.keep_tags else text)
-
-    def _cut(self, text: str, room: int) -> str:
-        """Cut at the last word boundary within ``room``; a lone first word longer than that is cut hard."""
-        head = text[: room + 1]
-        boundary = head.rfind(" ")
-        head = head[: max(boundary, 0)] if boundary >= 0 or self.count else head[:room]
-        return head.rstrip(" ,;:–-") + "…"
-
-    def _open_tag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.space and self.count:
-            self.out.append(" ")
-            self.count += 1
-            self.space = False
-        attributes = "".join(
-            f' {key}="{html.escape(value)}"'
-            for key, value in attrs
-            if value is not None
-            and key in _KEPT_ATTRIBUTES.get(tag, ())
-            and (key != "href" or _SAFE_HREF.match(value.strip()))
-        )
-        self._emit_tag(f"<{tag}{attributes}>")
-        self.open.append(tag)
-
-    def _emit_tag(self, text: str) -> None:
-        if self.keep_tags:
-            self.out.append(text)

@@ -15,7 +15,7 @@ from imk_outreach.campaigns.selection import count_new, select_sections
 from imk_outreach.config import Settings
 from imk_outreach.db import store
 from imk_outreach.errors import ConfigError, ConfigErrors, ImkError
-from imk_outreach.models import Campaign, Edition
+from imk_outreach.models import Campaign, Edition, EditionSection
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.rendering import content_hash, render_all, template_exists
 from imk_outreach.sources.normalize import canonical_url
@@ -32,6 +32,30 @@ class UnknownCampaignError(ImkError):
 
 class EditionError(ImkError):
     """An edition cannot do what was asked (unknown id, wrong state)."""
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """An edition with fewer new items than its campaign's ``min_items``: it must not go out unasked."""
+
+    edition_id: int  # 0: an edition not stored yet
+    campaign: str
+    new_items: int
+    min_items: int
+
+    def __str__(self) -> str:
+        which = f"edition {self.edition_id} of {self.campaign}" if self.edition_id else "the new edition"
+        count = f"{self.new_items} new item{'' if self.new_items == 1 else 's'}"
+        return f"{which} has only {count}; the campaign needs {self.min_items} (min_items)"
+
+
+class ShortEditionError(EditionError):
+    """Approving or queueing an edition below ``min_items`` without ``force``."""
+
+    def __init__(self, shortfall: Shortfall, action: str) -> None:
+        self.shortfall = shortfall
+        self.action = action
+        super().__init__(f"{shortfall}. Add --force to {action} it anyway")
 
 
 @dataclass(frozen=True)
@@ -100,12 +124,22 @@ def _longest_since(campaign: Campaign) -> timedelta | None:
     return max(span for span in spans if span is not None)
 
 
+def selection_now(conn: Connection, campaign: Campaign, now: datetime) -> tuple[EditionSection, ...]:
+    """The sections an edition composed now would hold (items earlier editions sent left out)."""
+    since = _longest_since(campaign)
+    candidates = store.list_items(conn, since=(now - since) if since else None)
+    return select_sections(campaign, candidates, now, store.sent_item_ids(conn, campaign.name))
+
+
+def short_reason(new_items: int, min_items: int) -> str:
+    """Why a selection is not composed (it is skipped): the words compose and the send plan use."""
+    return f"only {new_items} new items, the campaign needs {min_items} (min_items)"
+
+
 def current_selection(settings: Settings, campaign: Campaign, now: datetime) -> Edition:
     """What an edition composed now would hold, without storing anything (for ``check``)."""
     with engine_for(settings).connect() as conn:
-        since = _longest_since(campaign)
-        candidates = store.list_items(conn, since=(now - since) if since else None)
-        sections = select_sections(campaign, candidates, now, store.sent_item_ids(conn, campaign.name))
+        sections = selection_now(conn, campaign, now)
     return Edition(id=0, campaign=campaign.name, created_at=now, date=now, sections=sections)
 
 
@@ -125,16 +159,10 @@ def compose(
         open_editions = store.list_editions(conn, campaign.name, store.OPEN_STATES)
         if open_editions and open_editions[0].state in ("approved", "held"):  # frozen until released
             return ComposeResult(open_editions[0], campaign, len(open_editions[0].items), reused=True)
-        since = _longest_since(campaign)
-        candidates = store.list_items(conn, since=(now - since) if since else None)
-        sections = select_sections(campaign, candidates, now, store.sent_item_ids(conn, campaign.name))
+        sections = selection_now(conn, campaign, now)
         new_items = count_new(sections)
         short = new_items < campaign.min_items
-        reason = (
-            f"only {new_items} new items, the campaign needs {campaign.min_items} (min_items)"
-            if short
-            else None
-        )
+        reason = short_reason(new_items, campaign.min_items) if short else None
         if short and not keep_short:
             log.warning("campaign %s: edition skipped: %s", campaign.name, reason)
             return ComposeResult(None, campaign, new_items, skipped=reason)
@@ -158,6 +186,35 @@ def compose(
     return ComposeResult(edition, campaign, new_items, skipped=reason)
 
 
+def shortfall(settings: Settings, edition: Edition, campaign: Campaign | None = None) -> Shortfall | None:
+    """How far ``edition`` falls below its campaign's ``min_items`` (None: it has enough). New items
+    are those no earlier edition of the campaign sent; call it for an edition not yet queued."""
+    campaign = campaign or get_campaign(settings, edition.campaign)
+    with engine_for(settings).connect() as conn:
+        new_items = count_new(edition.sections, store.sent_item_ids(conn, campaign.name))
+    if new_items >= campaign.min_items:
+        return None
+    return Shortfall(edition.id, campaign.name, new_items, campaign.min_items)
+
+
+def edition_id_for(settings: Settings, reference: str) -> int:
+    """The edition ``reference`` names: an id, or a campaign name for that campaign's current draft
+    (its newest edition not yet queued: draft, approved or held).
+
+    :raises UnknownCampaignError, ConfigErrors: neither an id nor a campaign that loads.
+    :raises EditionError: the campaign has no draft.
+    """
+    text = reference.strip()
+    if text.isdigit():
+        return int(text)
+    campaign = get_campaign(settings, text)
+    with engine_for(settings).connect() as conn:
+        drafts = store.list_editions(conn, campaign.name, store.OPEN_STATES)
+    if not drafts:
+        raise EditionError(f"no draft of {campaign.name}; run 'imk-outreach preview {campaign.name}'")
+    return drafts[0].id
+
+
 def list_editions(settings: Settings, campaign: str | None = None) -> list[Edition]:
     with engine_for(settings).connect() as conn:
         return store.list_editions(conn, campaign)
@@ -179,16 +236,27 @@ def current_hash(settings: Settings, edition: Edition, now: datetime | None = No
 
 
 def approve(
-    settings: Settings, edition_id: int, by: str | None = None, now: datetime | None = None
+    settings: Settings,
+    edition_id: int,
+    by: str | None = None,
+    now: datetime | None = None,
+    force: bool = False,
 ) -> Edition:
     """Approve what the edition renders to now: records who, when and the content hash.
 
+    :param force: approve it even below the campaign's ``min_items`` (logged).
     :raises EditionError: unknown edition, or one that is already queued or sent.
+    :raises ShortEditionError: fewer new items than ``min_items`` and no ``force``.
     """
     now = now or datetime.now(UTC)
     edition = get_edition(settings, edition_id)
     if edition.state not in store.OPEN_STATES:
         raise EditionError(f"edition {edition_id} is {edition.state}; only draft editions can be approved")
+    short = shortfall(settings, edition)
+    if short is not None and not force:
+        raise ShortEditionError(short, "approve")
+    if short is not None:
+        log.info("%s; approved anyway (--force)", short)
     digest = current_hash(settings, edition)
     who = by or getpass.getuser()
     approved = replace(

@@ -37,6 +37,7 @@ from imk_outreach.render.email import PLACEHOLDERS, greeting
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
 from imk_outreach.services.database import dispose_all, engine_for
+from imk_outreach.services.delivery_errors import normalise_error
 from imk_outreach.services.leases import LeaseKeeper, loop_process
 from imk_outreach.services.mailserver import sender_domain, smtp_options
 
@@ -54,7 +55,11 @@ class DeliverReport:
     cancelled: int = 0
     batches: int = 0
     released: int = 0  # given back unsent on a stop (claimable at once, no attempt counted)
-    errors: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)  # rows failed per normalised reason
+
+    def failed_with(self, reason: str) -> None:
+        key = normalise_error(reason)
+        self.failures[key] = self.failures.get(key, 0) + 1
 
     def add(self, other: DeliverReport) -> None:
         self.sent += other.sent
@@ -63,9 +68,12 @@ class DeliverReport:
         self.cancelled += other.cancelled
         self.batches += other.batches
         self.released += other.released
+        for reason, count in other.failures.items():
+            self.failures[reason] = self.failures.get(reason, 0) + count
 
 
-Progress = Callable[[DeliverReport, int], None]  # (totals so far, rows still pending)
+# (totals so far, rows this run has still to try: due by its horizon or in flight, all workers)
+Progress = Callable[[DeliverReport, int], None]
 Clock = Callable[[], datetime]
 
 
@@ -200,20 +208,26 @@ class _Loop:
         self, sender: AsyncSmtpSender, until_empty: bool, progress: Progress | None, poll: float
     ) -> DeliverReport:
         started = self.clock()
+        # A single pass takes only what was due when it started, so a retry is left for later.
+        horizon = self.clock if (until_empty or self.grace.stop is not None) else lambda: started
+        self._progress(progress, horizon())
         in_flight: _InFlight | None = None  # the batch being sent while the next one is claimed
         while not self.grace.stopping():
-            now = self.clock()
-            # A single pass takes only what was due when it started, so a retry is left for later.
-            batch = self._claim(now if (until_empty or self.grace.stop is not None) else started)
+            batch = self._claim(horizon())
             submitted = self._submit(sender, batch) if batch else None
             if in_flight is not None:
-                self._finish(sender, in_flight, progress)
+                self._finish(sender, in_flight, progress, horizon())
             in_flight = submitted
             if in_flight is None and not self._idle(until_empty, poll):
                 break
         if in_flight is not None:
-            self._finish(sender, in_flight, progress)
+            self._finish(sender, in_flight, progress, horizon())
         return self.total
+
+    def _progress(self, progress: Progress | None, due_by: datetime) -> None:
+        if progress:
+            with self.engine.connect() as conn:
+                progress(self.total, store.count_to_attempt(conn, due_by))
 
     def release_rest(self) -> None:
         """Give back whatever this loop still holds (after a stop or an error: the sender is closed)."""
@@ -257,12 +271,12 @@ class _Loop:
         self.grace.idle(poll if due is None else max(0.05, min(poll, (due - self.clock()).total_seconds())))
         return True
 
-    def _finish(self, sender: AsyncSmtpSender, flight: _InFlight, progress: Progress | None) -> None:
+    def _finish(
+        self, sender: AsyncSmtpSender, flight: _InFlight, progress: Progress | None, due_by: datetime
+    ) -> None:
         _wait(sender, flight, self.grace)
         self.total.add(_settle(self.engine, self.settings, self.worker, flight, self.clock))
-        if progress:
-            with self.engine.connect() as conn:
-                progress(self.total, store.pending_deliveries(conn))
+        self._progress(progress, due_by)
 
     def _submit(self, sender: AsyncSmtpSender, batch: list[Delivery]) -> _InFlight:
         settings = self.settings
@@ -375,6 +389,7 @@ def _result(
         if outcome.outcome == Outcome.FAILED
         else f"gave up after {delivery.attempts} attempts: {outcome.reply}"
     )
+    report.failed_with(reason)
     return {**row, "state": "failed", "error": reason}
 
 

@@ -28,7 +28,8 @@ from imk_outreach.services.delivery import (
     worker_name,
 )
 from imk_outreach.services.enqueue import CHANNEL, SendReport, send, send_test
-from imk_outreach.services.liveness import provably_gone  # what takes a dead worker's rows back
+from imk_outreach.services.liveness import provably_gone
+from imk_outreach.services.mailserver import require_smtp  # what takes a dead worker's rows back
 
 __all__ = [
     "CHANNEL",
@@ -39,6 +40,7 @@ __all__ = [
     "Progress",
     "SendReport",
     "provably_gone",
+    "require_smtp",
     "deliver",
     "deliver_parallel",
     "send",

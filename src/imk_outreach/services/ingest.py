@@ -1,6 +1,7 @@
 """Gather: fetch every due source concurrently, read, normalise, de-duplicate and store its items.
 
-A source that fails is recorded with its reason; the others go on.
+A source that fails is recorded with its reason; the others go on. Each item's image is then fetched
+and stored as a copy (``services/media.py``); an image that fails only leaves its item without one.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from imk_outreach.config import Settings, SourceSettings
 from imk_outreach.db import store
 from imk_outreach.errors import ImkError, SourceError
 from imk_outreach.models import NewsItem, SourceHealth, SourceReport, SourceSpec, Validators
+from imk_outreach.services import media
 from imk_outreach.services.database import engine_for
 from imk_outreach.sources.base import get_source
 from imk_outreach.sources.fetch import FetchLimits, NotModified, fetch, make_client
@@ -46,6 +48,7 @@ class Outcome:
     validators: Validators = Validators()
     error: str | None = None
     warning: str | None = None
+    image_sources: Mapping[str, str] = field(default_factory=dict)  # item id -> URL of its image
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,9 @@ def gather(
     with engine.connect() as conn:
         health = store.all_source_health(conn)
     outcomes = _run_async(_read_all(settings, specs, health, now))
+    with engine.connect() as conn:
+        known = store.stored_images(conn, [item.id for o in outcomes for item in o.items])
+    outcomes = _run_async(_with_images(settings, outcomes, known))
     reports = []
     for outcome in outcomes:
         reports.append(_store(engine, outcome, health.get(outcome.spec.name), now))
@@ -139,6 +145,22 @@ async def _read_all(
                 return await _read_one(client, settings, spec, validators, limits, now)
 
         return list(await asyncio.gather(*(one(spec) for spec in specs)))
+
+
+async def _with_images(
+    settings: Settings, outcomes: list[Outcome], known: Mapping[str, store.StoredImage]
+) -> list[Outcome]:
+    """The outcomes with every item's image stored as a copy, or left out (a warning of the source)."""
+    async with media.image_session(settings) as session:
+
+        async def one(outcome: Outcome) -> Outcome:
+            if not outcome.items:
+                return outcome
+            stored = await session.store_images(outcome.spec.name, outcome.items, known)
+            warnings = "; ".join(w for w in (outcome.warning, stored.warning) if w) or None
+            return replace(outcome, items=stored.items, image_sources=stored.sources, warning=warnings)
+
+        return list(await asyncio.gather(*(one(outcome) for outcome in outcomes)))
 
 
 async def _read_one(
@@ -185,7 +207,7 @@ def _store(engine: Engine, outcome: Outcome, previous: SourceHealth | None, now:
             )
         else:
             if outcome.items:
-                new, updated = store.upsert_items(conn, spec.name, outcome.items, now)
+                new, updated = store.upsert_items(conn, spec.name, outcome.items, now, outcome.image_sources)
             health = replace(
                 base,
                 last_success_at=now,

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 from jinja2 import Environment
 
+from imk_outreach.campaigns.loader import text_line
 from imk_outreach.config import Settings
 from imk_outreach.models import Brand, Campaign, Edition, RenderedEmail
-from imk_outreach.render.email import render_email
+from imk_outreach.render.email import TextLocator, render_email
 from imk_outreach.render.env import make_env
 
 _envs: dict[str, Environment] = {}
@@ -50,10 +52,22 @@ def render_all(
 ) -> dict[str, RenderedEmail]:
     """The edition compiled once per campaign language.
 
-    :raises TemplateError: a template or the MJML is broken (names the template and line).
+    :raises TemplateError: a template or the MJML is broken (names the template and line), or a campaign
+        text is (names the campaign file, the line in it and the key).
     """
-    env, look = template_env(settings), brand(settings)
-    return {lang: render_email(env, campaign, edition, lang, look, now) for lang in campaign.languages}
+    env, look, locate = template_env(settings), brand(settings), _text_locator(campaign)
+    return {
+        lang: render_email(env, campaign, edition, lang, look, now, locate_text=locate)
+        for lang in campaign.languages
+    }
+
+
+def _text_locator(campaign: Campaign) -> TextLocator | None:
+    """Where a campaign text starts in its file; the file is read only when an error needs the line."""
+    if not campaign.path:
+        return None
+    path = Path(campaign.path)
+    return lambda key, language: text_line(path, (key, language))
 
 
 def content_hash(rendered: Mapping[str, RenderedEmail]) -> str:

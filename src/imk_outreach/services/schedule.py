@@ -249,19 +249,42 @@ def advance_all(settings: Settings, campaigns: Sequence[Campaign], now: datetime
     return done
 
 
-def approve_and_release(
-    settings: Settings, edition_id: int, by: str | None, now: datetime
-) -> tuple[Edition, dispatch.SendReport | None]:
+@dataclass(frozen=True)
+class Approval:
+    edition: Edition
+    released: dispatch.SendReport | None  # a held edition, queued at once
+    shortfall: compose.Shortfall | None  # approved below min_items (``force``)
+
+
+def approve_edition(
+    settings: Settings, reference: str, by: str | None, now: datetime, force: bool = False
+) -> Approval:
     """``approve EDITION``: approve its current content; a ``held`` edition is released at once (the
     person approving it late is the one the late policy waits for).
 
-    :raises EditionError: unknown edition or one already queued.
+    An edition below its campaign's ``min_items`` is neither approved nor released without ``force``
+    (nor does the scheduler queue one later: :func:`_queue` goes through the same check in send).
+
+    :param reference: an edition id, or a campaign name for its current draft.
+    :raises EditionError: unknown edition, one already queued, or a campaign without a draft.
+    :raises ShortEditionError: too few new items and no ``force``.
     """
+    edition_id = compose.edition_id_for(settings, reference)
     before = compose.get_edition(settings, edition_id)
-    approved = compose.approve(settings, edition_id, by, now)
+    short = compose.shortfall(settings, before) if before.state in store.OPEN_STATES else None
+    approved = compose.approve(settings, edition_id, by, now, force=force)
     if before.state != "held":
-        return approved, None
-    return approved, dispatch.send(settings, approved.campaign, now)
+        return Approval(approved, None, short)
+    released = dispatch.send(settings, approved.campaign, now, force=force, edition_id=approved.id)
+    return Approval(approved, released, short)
+
+
+def approve_and_release(
+    settings: Settings, edition_id: int, by: str | None, now: datetime, force: bool = False
+) -> tuple[Edition, dispatch.SendReport | None]:
+    """:func:`approve_edition` by id: the approved edition, and the send report if it was held."""
+    done = approve_edition(settings, str(edition_id), by, now, force)
+    return done.edition, done.released
 
 
 # -- what comes next (status) ------------------------------------------------------------------------

@@ -689,6 +689,8 @@ def import_csv(
     now = now or datetime.now(UTC)
     status = _import_status(status)
     file = Path(path)
+    if not file.is_file():  # before the database is opened (or made): a typo is one clear line
+        raise ImportFileError(file, "file not found")
     report = ImportReport()
     secret = tokens.secret_key(settings)
     fresh: list[Subscriber] = []

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
-from imk_outreach.config import Settings
+from imk_outreach.config import Settings, reveal
 from imk_outreach.db import store
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Subscriber
@@ -72,10 +72,12 @@ class Claim:
 def secret_key(settings: Settings) -> str:
     """The configured secret key, else the one stored in the database (generated on first use).
 
+    :raises MissingVariableError: ``secret_key`` names an environment variable that is not set.
     :raises DatabaseError: the database cannot be opened.
     """
-    if settings.secret_key:
-        return settings.secret_key
+    configured = reveal(settings.secret_key)
+    if configured:
+        return configured
     with engine_for(settings).begin() as conn:
         stored = store.get_setting(conn, SECRET_SETTING)
         if stored is not None:

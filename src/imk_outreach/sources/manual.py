@@ -5,7 +5,7 @@ A file holds a list of items::
     - url: https://example.org/news/drehstart
       published: 2026-11-20            # a date, a datetime or text such as "20.11.2026 14:30"
       tags: [film]
-      image: https://example.org/img/drehstart.jpg
+      image: https://example.org/img/drehstart.jpg   # or a path relative to this file: drehstart.jpg
       title: {de: Drehstart in Babelsberg, en: Shooting starts in Babelsberg}   # or plain text
       summary: {de: "...", en: "..."}   # Markdown; or plain text in the source's language
 
@@ -154,7 +154,7 @@ class _ItemReader:
         summaries = self.texts("summary", raw.get("summary"), required=False)
         published = self.published(raw.get("published"))
         tags = self.tags(raw.get("tags"))
-        image = self.url("image", raw.get("image"), required=False)
+        image = self.image(raw.get("image"))
         if self.errors or url is None or not titles:
             return None
         return _entry(url, titles, summaries, published, tags, image, self.language)
@@ -168,6 +168,15 @@ class _ItemReader:
             self.fail((key,), f"not an http(s) URL: {value!r}")
             return None
         return value.strip()
+
+    def image(self, value: Any) -> str | None:
+        """An http(s) URL, or a path relative to this YAML file (an image file beside it)."""
+        if value is None:
+            return None
+        if isinstance(value, str) and (absolute_url(value) is not None or _relative_path(value)):
+            return value.strip()
+        self.fail(("image",), f"not an http(s) URL or a path relative to this file: {value!r}")
+        return None
 
     def texts(self, key: str, value: Any, required: bool) -> dict[str, str]:
         """``{language: text}``; plain text is in the source's language. Empty texts are left out."""
@@ -259,6 +268,12 @@ def _entry(
         translations=translations,
         summary_format="markdown",
     )
+
+
+def _relative_path(value: str) -> bool:
+    """``bild.jpg``, ``bilder/bild.jpg``: no scheme, not absolute."""
+    path = value.strip()
+    return bool(path) and ":" not in path and not path.startswith(("/", "\\"))
 
 
 def _escape(text: str | None) -> str | None:

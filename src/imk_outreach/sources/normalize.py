@@ -104,6 +104,23 @@ def absolute_url(url: str | None, base: str | None = None) -> str | None:
     )
 
 
+def image_url(url: str | None, base: str | None = None) -> str | None:
+    """The URL of an item's image: as :func:`absolute_url`; for a document read from disk (a ``file:``
+    base) also a relative path to an image file beside it, as a ``file:`` URL. Gathering stores a copy
+    of either (services/media.py), so a ``file:`` URL never reaches an edition; a document fetched over
+    HTTP cannot name a local file.
+    """
+    resolved = absolute_url(url, base)
+    if resolved is not None or not url or not base or not base.startswith("file:"):
+        return resolved
+    path = url.strip()
+    try:
+        relative = bool(path) and not urlsplit(path).scheme and not path.startswith(("/", "\\"))
+    except ValueError:
+        return None
+    return urljoin(base, quote(path)) if relative else None
+
+
 def _lower_host(netloc: str) -> str:
     """``netloc`` with the host part lower-cased (user info kept as written)."""
     userinfo, at, hostport = netloc.rpartition("@")
@@ -301,7 +318,7 @@ def normalize_entry(
         published_at=published,
         language=language,
         tags=_tags(spec.tags, entry.tags, match_tags("\n".join(texts), tagging)),
-        image=absolute_url(entry.image, base),
+        image=image_url(entry.image, base),
         date_estimated=estimated,
         translations=translations,
         sources=(spec.name,),

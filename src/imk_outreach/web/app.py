@@ -20,7 +20,7 @@ from imk_outreach.config import Settings
 from imk_outreach.errors import DatabaseError, ImkError
 from imk_outreach.services import pages
 from imk_outreach.services.subscriptions import InputError, InvalidTokenError, Mailer, MailError
-from imk_outreach.web import ops, public
+from imk_outreach.web import media, ops, public
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def create_app(
     app.state.public = public.Public(settings, mailer, clock)
     app.include_router(public.router)
     app.include_router(ops.router)
+    app.include_router(media.router)
     app.add_api_route("/", _home, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(InvalidTokenError, _invalid_link)
     app.add_exception_handler(InputError, _bad_input)
