@@ -112,3 +112,20 @@ def test_demo_tour_fills_both_campaigns_and_delivers_on_any_day(
     assert sorted(p.relative_to(copies) for p in copies.rglob("*.*")) == sorted(
         p.relative_to(tmp_path / "samples") for p in committed if p.suffix not in (".md", ".csv")
     )
+
+
+def test_demo_mails_show_gathered_images_from_public_url_and_no_news_site(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The samples' image addresses are made up (*.example never resolves): the demo serves a picture
+    for each from 127.0.0.1, so every item gets a stored copy and no image is left out."""
+    config = _repository_copy(tmp_path)
+    with time_machine.travel(datetime(2026, 12, 1, 9, 0, tzinfo=UTC), tick=True):
+        assert cli.main(["demo", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "left out" not in captured.out + captured.err
+    stored = list((tmp_path / "var" / "media").iterdir())
+    assert len(stored) >= 20 and all(p.suffix in (".jpg", ".png") for p in stored)
+    mails = [p.read_text("utf-8", "replace") for p in (tmp_path / "var" / "demo" / "mail" / "new").iterdir()]
+    assert mails and all("http://127.0.0.1:8000/media/" in m.replace("=\n", "") for m in mails)
+    assert not any(".example/media" in m or ".example/img" in m for m in mails)

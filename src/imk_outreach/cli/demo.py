@@ -19,13 +19,15 @@ from imk_outreach.services import catalog, compose, demo, ingest, preview
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     console = make_console()
     now = datetime.now(UTC)
-    settings = demo.demo_settings(settings, now)
-    console.rule("[bold]imk-outreach demo: gathering the bundled sample sources")
-    console.print(
-        f"Read from copies in {settings.resolve_path('var/demo/samples')}, every date moved by the same "
-        "number of days so the newest sample is from yesterday (the tour looks the same on any day)."
-    )
-    result = ingest.gather(settings, now=now)
+    with demo.PictureServer() as pictures:
+        settings = demo.demo_settings(settings, now, pictures)
+        console.rule("[bold]imk-outreach demo: gathering the bundled sample sources")
+        console.print(
+            f"Read from copies in {settings.resolve_path('var/demo/samples')}, every date moved by the same "
+            "number of days so the newest sample is from yesterday (the tour looks the same on any day). "
+            f"Their images come from a local server ({pictures.url}) standing in for the news sites."
+        )
+        result = ingest.gather(settings, now=now)
     print_gather(result.reports)
     items = catalog.find_items(settings)
     for (section, language), members in demo.group_for_demo(items, settings.languages):
@@ -63,6 +65,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     console.print(f"  {prog} items --since 30d   (or --json, --tag film, --source bfi-news)")
     console.print(f"  {prog} sources")
     console.print(f"  {prog} status")
+    console.print(
+        f"  {prog} serve   (the web app: sign-up pages, and the item images the previews and mails "
+        f"show, from {settings.public_url}/media/)"
+    )
     return result.exit_code
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from imk_outreach.config import Settings
 from imk_outreach.models import NewsItem
@@ -62,12 +65,44 @@ class MailTour:
     note: str | None = None
 
 
-def demo_settings(settings: Settings, now: datetime | None = None) -> Settings:
+class PictureServer:
+    """A local HTTP server for the pictures the demo draws (``var/demo/pictures``), so gathering
+    fetches, checks and resizes item images as it does from a news site. Used as a context manager."""
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def translate_path(self, path: str) -> str:
+                name = path.split("?", 1)[0].rsplit("/", 1)[-1]
+                return str((server.folder or Path("/nonexistent")) / name)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="demo-pictures", daemon=True)
+
+    def __enter__(self) -> PictureServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def demo_settings(
+    settings: Settings, now: datetime | None = None, pictures: PictureServer | None = None
+) -> Settings:
     """The config with its own fresh database under var/demo/, so the tour can run again and again and
     never touches the configured database, and with its local sources read from copies under
     var/demo/samples/ whose dates are moved so the newest is yesterday (the tour looks the same any day).
 
     :param now: the clock (UTC) the sample dates are moved towards.
+    :param pictures: serves the pictures drawn for the samples' image addresses while gathering.
     :raises OSError: a sample file cannot be read or copied.
     """
     folder = settings.resolve_path("var/demo")
@@ -76,7 +111,16 @@ def demo_settings(settings: Settings, now: datetime | None = None) -> Settings:
     folder.mkdir(parents=True)
     dispose_all()
     now = now or datetime.now(UTC)
-    sources, _ = demo_samples.copy_sources(settings.sources, settings.base_dir, folder, now, settings.tz)
+    if pictures is not None:
+        pictures.folder = folder / demo_samples.PICTURES
+    sources, _ = demo_samples.copy_sources(
+        settings.sources,
+        settings.base_dir,
+        folder,
+        now,
+        settings.tz,
+        pictures.url if pictures is not None else None,
+    )
     database_url = f"sqlite:///{folder / 'imk-outreach.db'}"
     return settings.model_copy(update={"database_url": database_url, "sources": sources})
 

@@ -8,6 +8,7 @@ Atom, JSON Feed and YAML, German forms on the HTML page). Only :func:`copy_sourc
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -159,6 +160,48 @@ def shift_days(newest: date, now: datetime, tz: tzinfo) -> int:
 
 
 _REMOTE = ("http://", "https://")
+PICTURES = "pictures"  # under the target folder
+_PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+# Image addresses on the samples' made-up sites (*.example, which never resolves): the demo draws a
+# picture for each and serves it from 127.0.0.1 while it gathers, so the tour shows images fetched,
+# resized and served from public_url, offline.
+_EXAMPLE_PICTURE = re.compile(
+    r"https?://[a-z0-9.-]+\.example/[^\s\"'<>]+?\.(?:jpg|jpeg|png)"  # on a made-up site
+    r"|(?<=[\"'])/[^\s\"'<>]+?\.(?:jpg|jpeg|png)(?=[\"'])",  # site-relative, in quotes
+    re.IGNORECASE,
+)
+
+
+def _local_pictures(text: str, pictures: Path, base_url: str) -> str:
+    """``text`` with every made-up image address replaced by ``base_url`` + the name of a picture drawn
+    for it under ``pictures``."""
+
+    def replace(match: re.Match[str]) -> str:
+        url = match.group(0)
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        picture = pictures / f"{digest}.jpg"
+        if not picture.exists():
+            _draw_picture(picture, url.rsplit("/", 1)[-1].rsplit(".", 1)[0], digest)
+        return base_url.rstrip("/") + "/" + picture.name
+
+    return _EXAMPLE_PICTURE.sub(replace, text)
+
+
+def _draw_picture(path: Path, label: str, digest: str) -> None:
+    from PIL import Image, ImageDraw  # only the demo draws
+
+    hue = int(digest[:2], 16) / 255
+    red, green, blue = (int(255 * (0.35 + 0.4 * abs(((hue * 6 + k) % 6) - 3) / 3)) for k in (0, 2, 4))
+    image = Image.new("RGB", (800, 450), (red, green, blue))
+    draw = ImageDraw.Draw(image)
+    for step in range(0, 800, 40):  # a simple pattern, so resizing has something to do
+        draw.line(
+            [(step, 0), (step + 300, 450)], fill=(min(red + 30, 255), min(green + 30, 255), blue), width=6
+        )
+    draw.rectangle([(0, 370), (800, 450)], fill=(18, 53, 91))
+    draw.text((24, 395), label.replace("-", " "), fill=(255, 255, 255), font_size=36)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, "JPEG", quality=85)
 
 
 def _decode(data: bytes) -> tuple[str, str]:
@@ -190,13 +233,20 @@ def _plan(sources: Sequence[Path], base_dir: Path, target: Path) -> dict[Path, P
 
 
 def copy_sources(
-    sources: Sequence[SourceSettings], base_dir: Path, target: Path, now: datetime, tz: tzinfo
+    sources: Sequence[SourceSettings],
+    base_dir: Path,
+    target: Path,
+    now: datetime,
+    tz: tzinfo,
+    pictures_url: str | None = None,
 ) -> tuple[tuple[SourceSettings, ...], int]:
     """Copy the local files of ``sources`` under ``target``, all dates shifted by one offset.
 
     :param base_dir: the config's folder; relative source paths are relative to it, and the copies keep
         that layout under ``target`` (``samples/feeds/x.xml`` -> ``target/samples/feeds/x.xml``).
         Sources with http(s) URLs, and paths that do not exist (gather reports them), stay as they are.
+    :param pictures_url: where ``target/pictures`` is served; image addresses on the samples' made-up
+        sites then point there, each at a picture drawn for it.
     :returns: the sources pointing at the copies (absolute paths), and the days the dates moved.
     :raises OSError: a sample file cannot be read or a copy cannot be written.
     """
@@ -206,8 +256,12 @@ def copy_sources(
     texts = {path: _decode(path.read_bytes()) for path in plan}
     found = [d for path, (text, _) in texts.items() for d in dates_in(path.suffix, text)]
     days = shift_days(max(found), now, tz) if found else 0
+    pictures = target / PICTURES
     for path, (text, encoding) in texts.items():
         plan[path].parent.mkdir(parents=True, exist_ok=True)
-        plan[path].write_bytes(shift_text(path.suffix, text, days).encode(encoding))
+        text = shift_text(path.suffix, text, days)
+        if path.suffix.lower() not in _PICTURE_SUFFIXES:
+            text = _local_pictures(text, pictures, pictures_url) if pictures_url else text
+        plan[path].write_bytes(text.encode(encoding))
     urls = {name: str(_copy_of(path, base_dir, target)) for name, path in local.items()}
     return tuple(s.model_copy(update={"url": urls[s.name]}) if s.name in urls else s for s in sources), days
