@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
 from imk_outreach.config import Settings, load_settings
 from imk_outreach.db import store
@@ -577,13 +577,15 @@ def test_postgres_second_run_waits_as_standby_and_takes_over_after_sigkill(site:
 
 
 def _back_to_0005(url: str) -> None:
-    """Undo migrations 0007 and 0006 by hand, as an older release would have left the database."""
+    """Take the schema back to revision 0005 with the migrations' own downgrades, as an older release
+    would have left the database."""
+    from alembic import command
+
+    from imk_outreach.db.engine import _alembic_config
+
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE items DROP COLUMN image_source"))
-        for table in ("processes", "campaign_runs", "campaign_schedules"):
-            conn.execute(text(f"DROP TABLE {table}"))
-        conn.execute(text("UPDATE alembic_version SET version_num = '0005'"))
+        command.downgrade(_alembic_config(conn), "0005")
     engine.dispose()
 
 
@@ -599,7 +601,7 @@ def test_run_refuses_an_old_schema_until_db_upgrade_and_sighup_reloads(site: Sit
     assert "schema revision 0005" in line and "run 'imk-outreach db upgrade' first" in line, line
     upgraded = site.cli("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "from revision 0005 to 0007" in upgraded.stdout
+    assert "from revision 0005 to 0008" in upgraded.stdout
     daemon = site.start()
     wait_for(lambda: scheduling(settings, daemon), 60, "the scheduler", daemon)
     site.write_campaign(schedule='schedule: {cron: "30 8 * * *"}')

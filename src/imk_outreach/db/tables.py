@@ -160,6 +160,9 @@ subscribers = Table(
     Column("ip_hash", String(64)),
     Column("source", String(200)),
     Column("bounce_reason", Text),
+    # Random per subscriber and per sign-up after erasure: part of every token, so a link of an erased
+    # person stays dead even if the same address signs up again into a reused row id.
+    Column("token_nonce", String(32)),
     Index("ix_subscribers_status", "status"),
 )
 
@@ -183,7 +186,7 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("edition_id", Integer, ForeignKey("editions.id"), nullable=False),
+    Column("edition_id", Integer, ForeignKey("editions.id")),  # NULL: a confirmation mail (channel confirm)
     Column("channel", String(100), nullable=False),
     Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL")),
     Column("language", String(8), nullable=False),
@@ -199,6 +202,7 @@ outbox = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("edition_id", "channel", "subscriber_id", name="uq_outbox_edition_channel_recipient"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_outbox_subscriber", "subscriber_id"),
 )
 
 app_settings = Table(
@@ -267,4 +271,34 @@ processes = Table(
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("state", String(40), nullable=False),  # running | stopping
     Column("info", JSON, nullable=False),  # next runs, last job outcomes (shown by status)
+)
+
+
+# The consent wording people were shown, per version and language (the exact text, as evidence).
+consent_texts = Table(
+    "consent_texts",
+    metadata,
+    Column("version", String(100), primary_key=True),
+    Column("language", String(8), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Append-only consent evidence, one row per event: signup, confirm, preferences, unsubscribe, bounce,
+# import (erasure deletes a person's rows with the person; only the keyed hash of the address stays).
+consent_events = Table(
+    "consent_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("ip_hash", String(64)),
+    Column("consent_version", String(100)),
+    Column("language", String(8)),
+    Column("source", String(200)),
+    Column("note", Text),
+    Column("detail", Text),  # JSON: what changed (lists, language), the reply of a bounce
+    Index("ix_consent_events_subscriber", "subscriber_id", "id"),
+    sqlite_autoincrement=True,
 )
