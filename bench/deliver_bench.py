@@ -93,7 +93,7 @@ def prepare(
     config = workdir / "config.yaml"
     data = {
         "database_url": database_url or f"sqlite:///bench-{recipients}.db",
-        "secret_key": "bench-secret",
+        "secret_key": "bench-secret-of-at-least-32-characters-x",
         "sources": [{"name": "bench", "type": "manual", "url": "manual"}],
         "smtp": {"host": "127.0.0.1", "port": port, "connections": sessions, "batch_size": 500},
     }

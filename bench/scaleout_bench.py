@@ -8,7 +8,13 @@ messages, the ratios to one worker, and who was served twice (counted in the sin
 >= 90 % of what its sessions allow; 2 workers >= 1.9x and 4 workers >= 3.6x the rate of one; CPU per
 message within 1.2x of one worker's; nobody served twice.
 
+Calibration, printed beside the rates: the sink's real delay (its own record, from a message's last
+byte to the reply) and its CPU, and the workers' turnaround (from a reply to the last byte of the next
+message on the same session). A session's cycle is the delay plus the turnaround, so the rate of one
+worker is about ``4 / (delay + turnaround)``: the turnaround is what the workers leave on the table.
+
     python bench/scaleout_bench.py [--subscribers 20000] [--workers 1 2 4] [--repeat 3]
+    python bench/sink_probe.py     # the sink's latency as a bare client sees it
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class Run:
     twice: int  # recipients the sink saw more than once
     recipients: int  # distinct recipients the sink saw
     others: float  # the sink's and PostgreSQL's CPU seconds meanwhile (the machine they share)
+    sink: SinkStat  # the sink's count and calibration over the run (its real delay)
 
     @property
     def rate(self) -> float:
@@ -68,9 +75,9 @@ def free_port() -> int:
 # -- the sink ----------------------------------------------------------------------------------------
 
 
-def start_sink(port: int) -> subprocess.Popen[bytes]:
+def start_sink(port: int, delay_ms: float = DELAY_MS) -> subprocess.Popen[bytes]:
     command = [sys.executable, str(ROOT / "bench" / "slow_sink.py"), "--port", str(port)]
-    sink = subprocess.Popen([*command, "--delay", str(DELAY_MS)])
+    sink = subprocess.Popen([*command, "--delay", str(delay_ms)])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -91,10 +98,26 @@ def sink_command(port: int, command: str) -> str:
         return stream.readline().decode().strip()
 
 
-def sink_stat(port: int) -> tuple[int, int, int]:
-    """(messages, distinct recipients, recipients served more than once)"""
-    _, messages, recipients, twice = sink_command(port, "XSTAT").split()
-    return int(messages), int(recipients), int(twice)
+@dataclass(frozen=True)
+class SinkStat:
+    """The sink's XSTAT answer (see :mod:`bench.slow_sink`)."""
+
+    messages: int
+    recipients: int  # distinct recipients
+    twice: int  # recipients served more than once
+    delay_ms: float  # mean delay applied, from a message's last byte to its reply
+    delay_max_ms: float
+    cpu: float  # the sink's CPU seconds since it started or was last reset
+    spin: float  # of which spent spinning towards deadlines
+    turnaround_ms: float  # the clients' mean time from a reply to the last byte of their next message
+
+
+def sink_stat(port: int) -> SinkStat:
+    answer = sink_command(port, "XSTAT")
+    fields = answer.split()
+    if fields[0] != "250" or len(fields) != 9:
+        raise RuntimeError(f"the sink answered XSTAT with {answer!r}: not '250' and eight figures")
+    return SinkStat(int(fields[1]), int(fields[2]), int(fields[3]), *map(float, fields[4:]))
 
 
 # -- the database ------------------------------------------------------------------------------------
@@ -185,15 +208,15 @@ def measure(
         others = helpers_used(helpers_first, helpers_cpu(*helpers))
     finally:
         _stop(procs)
-    messages, recipients, twice = sink_stat(port)
-    return Run(workers, count, last - first, cpu_last - cpu_first, twice, recipients, others)
+    stat = sink_stat(port)
+    return Run(workers, count, last - first, cpu_last - cpu_first, stat.twice, stat.recipients, others, stat)
 
 
 def _wait_first(port: int, procs: list[subprocess.Popen[bytes]], timeout: float) -> tuple[float, float]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         cpu = sum(cpu_seconds(p.pid) for p in procs)
-        if sink_stat(port)[0] > 0:
+        if sink_stat(port).messages > 0:
             return time.monotonic(), cpu
         _check_alive(procs)
         time.sleep(0.02)
@@ -205,12 +228,12 @@ def _wait_all(
 ) -> tuple[float, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        messages = sink_stat(port)[0]
+        messages = sink_stat(port).messages
         if messages >= expected:
             return time.monotonic(), messages
         _check_alive(procs)
         time.sleep(0.02)
-    raise RuntimeError(f"only {sink_stat(port)[0]} of {expected} messages arrived in {timeout:.0f} s")
+    raise RuntimeError(f"only {sink_stat(port).messages} of {expected} messages arrived in {timeout:.0f} s")
 
 
 def _check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -245,6 +268,22 @@ def spread(values: list[float]) -> str:
     return f" (runs: {', '.join(f'{v:,.1f}' for v in values)}; sd {statistics.stdev(values):,.1f})"
 
 
+def calibration(runs: list[Run]) -> list[str]:
+    """The sink's real delay (from a message's last byte to its reply) and its CPU cost, and what the
+    workers add to each message's cycle: a rate means little without the latency it was measured at."""
+    delay = statistics.median([r.sink.delay_ms for r in runs])
+    cpu = statistics.median([1000 * r.sink.cpu / r.messages for r in runs])
+    spin = statistics.median([1000 * r.sink.spin / r.messages for r in runs])
+    turnaround = statistics.median([r.sink.turnaround_ms for r in runs])
+    return [
+        f"sink's real delay: {delay:.2f} ms (target {DELAY_MS:.0f}; max "
+        f"{max(r.sink.delay_max_ms for r in runs):.1f}); sink CPU {cpu:.2f} s per 1,000 messages "
+        f"({spin:.2f} of it spinning)",
+        f"workers' turnaround: {turnaround:.2f} ms from a reply to the next message's last byte "
+        f"on the session{spread([r.sink.turnaround_ms for r in runs])}",
+    ]
+
+
 def report(runs: dict[int, list[Run]], subscribers: int) -> None:
     allowed = SESSIONS * 1000 / DELAY_MS
     rates = {n: statistics.median([r.rate for r in rs]) for n, rs in runs.items()}
@@ -257,10 +296,18 @@ def report(runs: dict[int, list[Run]], subscribers: int) -> None:
         print(f"             CPU {cpus[n]:5.2f} s per 1,000 messages{spread([r.cpu_per_1000 for r in rs])}")
         others = statistics.median([r.others_per_1000 for r in rs])
         print(f"             (sink + PostgreSQL meanwhile: {others:4.2f} s per 1,000 messages)")
+        for line in calibration(rs):
+            print(f"             {line}")
     if 1 in rates:
         print(
-            f"  1 worker vs its sessions' limit ({allowed:.0f}/s): {rates[1] / allowed:.0%}"
+            f"  1 worker vs its sessions' limit ({allowed:.0f}/s): {rates[1] / allowed:.1%}"
             f"  (target >= 90 %: {verdict(rates[1] >= 0.9 * allowed)})"
+        )
+        real = statistics.median([r.sink.delay_ms for r in runs[1]])
+        limit = SESSIONS * 1000 / real
+        print(
+            f"  (at the sink's real delay of {real:.2f} ms the limit is {limit:.1f}/s: "
+            f"{rates[1] / limit:.1%})"
         )
         for n in rates:
             target = targets.get(n)
@@ -319,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
                     print(
                         f"  run {attempt + 1}, {n} worker(s): {run.rate:7,.1f}/s, "
                         f"CPU {run.cpu_per_1000:.2f} s/1,000 (sink+PostgreSQL {run.others_per_1000:.2f}), "
-                        f"twice {run.twice}; load before {before:.1f}",
+                        f"twice {run.twice}; sink's delay {run.sink.delay_ms:.3f} ms "
+                        f"(max {run.sink.delay_max_ms:.1f}), turnaround {run.sink.turnaround_ms:.2f} ms; "
+                        f"load before {before:.1f}",
                         flush=True,
                     )
             report(runs, args.subscribers)
