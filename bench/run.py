@@ -8,9 +8,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import deliver_bench, gather_bench, render_bench, scaleout_bench  # noqa: E402
+from bench import deliver_bench, gather_bench, render_bench, scaleout_bench, signup_bench  # noqa: E402
 
-BENCHMARKS = [gather_bench.main, render_bench.main, deliver_bench.main, lambda: scaleout_bench.main([])]
+BENCHMARKS = [
+    gather_bench.main,
+    render_bench.main,
+    deliver_bench.main,
+    lambda: scaleout_bench.main([]),
+    signup_bench.main,
+]
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ from imk_outreach.services import subscriptions
 from tests.support.smtpserver import SmtpTestServer
 from tests.support.subscribers import mails_to, subscriber_settings
 
+CONFIRMED = ("--status", "confirmed", "--consent-note", "sign-up forms of the cluster day 2026")
 BAD_FILE = """email,name,language,lists
 erika@example.org,Erika Mustermann,de,newsletter;film
 bad@,Broken,de,newsletter
@@ -51,13 +52,17 @@ def _file(tmp_path: Path, text: str, name: str = "people.csv") -> str:
 def test_import_prints_counts_and_each_rejected_line_and_exits_3(
     settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, _ = run(settings, capsys, "subscribers", "import", _file(tmp_path, BAD_FILE))
+    path = _file(tmp_path, BAD_FILE)
+    code, out, _ = run(settings, capsys, "subscribers", "import", path, *CONFIRMED)
 
     assert code == 3
     assert out.splitlines() == [
+        f"{path}: read as UTF-8, separated by ','",
+        "line 2: erika@example.org: added (confirmed)",
+        "line 3: bad@: rejected: invalid address (There must be something after the @-sign.)",
+        "line 4: jane@example.com: added (confirmed)",
+        "line 5: kofi@example.com: rejected: unknown list 'podcast' (known: newsletter, film)",
         "imported 2, updated 0, unchanged 0, rejected 2",
-        "line 3: bad@: invalid address (There must be something after the @-sign.)",
-        "line 5: kofi@example.com: unknown list 'podcast' (known: newsletter, film)",
     ]
 
 
@@ -65,10 +70,18 @@ def test_import_json_and_a_clean_reimport_exits_0(
     settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     path = _file(tmp_path, BAD_FILE)
-    code, out, _ = run(settings, capsys, "subscribers", "import", path, "--json")
+    code, out, _ = run(settings, capsys, "subscribers", "import", path, "--json", *CONFIRMED)
 
     assert code == 3
-    assert json.loads(out) == {
+    data = json.loads(out)
+    assert (data.pop("encoding"), data.pop("delimiter")) == ("UTF-8", ",")
+    assert [(o["line"], o["action"], o["status"]) for o in data.pop("lines")] == [
+        (2, "added", "confirmed"),
+        (3, "rejected", None),
+        (4, "added", "confirmed"),
+        (5, "rejected", None),
+    ]
+    assert data == {
         "imported": 2,
         "updated": 0,
         "unchanged": 0,
@@ -89,10 +102,12 @@ def test_import_json_and_a_clean_reimport_exits_0(
         "ignored_columns": [],
     }
     good = _file(tmp_path, "email,name\nerika@example.org,Erika Mustermann\njane@example.com,\n", "good.csv")
-    assert run(settings, capsys, "subscribers", "import", good)[:2] == (
-        0,
-        "imported 0, updated 0, unchanged 2, rejected 0\n",
-    )
+    code, out, _ = run(settings, capsys, "subscribers", "import", good, *CONFIRMED)
+    assert code == 0 and out.splitlines()[1:] == [
+        "line 2: erika@example.org: unchanged (confirmed)",
+        "line 3: jane@example.com: unchanged (confirmed)",
+        "imported 0, updated 0, unchanged 2, rejected 0",
+    ]
 
 
 def test_pending_import_sends_confirmation_mails(
@@ -102,7 +117,8 @@ def test_pending_import_sends_confirmation_mails(
     code, out, _ = run(settings, capsys, "subscribers", "import", path, "--status", "pending")
 
     assert code == 0
-    assert "confirmation mails sent: 2" in out
+    assert "confirmation mails queued: 2 (sent by deliver, worker or run)" in out
+    assert run(settings, capsys, "deliver")[0] == 0
     assert mails_to(smtp_server, "ben@example.org")[0]["Content-Language"] == "en"
 
 
@@ -134,7 +150,8 @@ def test_add_remove_and_their_errors(
     assert code == 1 and "unknown list 'podcast'" in err
 
     code, out, _ = run(settings, capsys, "subscribers", "add", "dora@example.org", "--status", "pending")
-    assert code == 0 and "confirmation mail sent to dora@example.org" in out
+    assert code == 0 and "confirmation mail queued for dora@example.org" in out
+    assert run(settings, capsys, "deliver")[0] == 0
     assert smtp_server.recipients() == ["dora@example.org"]
 
     code, out, _ = run(settings, capsys, "subscribers", "remove", "BEN@example.org")
@@ -150,9 +167,9 @@ def test_export_csv_and_json(settings: Settings, capsys: pytest.CaptureFixture[s
     code, out, _ = run(settings, capsys, "subscribers", "export")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert (
-        out.splitlines()[0]
-        == "email,name,language,lists,status,signup_at,confirmed_at,consent_version,source"
+    assert out.splitlines()[0] == (
+        "email,name,language,lists,status,signup_at,confirmed_at,consent_version,source,"
+        "unsubscribed_at,bounce_reason,consent_history"
     )
     assert [(r["email"], r["name"], r["lists"]) for r in rows] == [
         ("ben@example.org", "Ben", "film;newsletter"),
@@ -164,7 +181,7 @@ def test_export_csv_and_json(settings: Settings, capsys: pytest.CaptureFixture[s
     data = json.loads(out)
     assert code == 0 and list(data) == ["subscribers"]
     assert data["subscribers"][0]["lists"] == ["film", "newsletter"]
-    assert list(data["subscribers"][0]) == list(subscriptions.EXPORT_FIELDS)
+    assert list(data["subscribers"][0]) == list(subscriptions.EXPORT_JSON_FIELDS)
 
     code, out, _ = run(
         settings, capsys, "subscribers", "export", "--format", "json", "--email", "ANNA@example.org"
@@ -187,13 +204,14 @@ def test_erase_then_the_address_is_gone_and_not_reimported(
     settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     subscriptions.add(settings, "ben@example.org", "Ben")
-    code, out, _ = run(settings, capsys, "subscribers", "erase", "ben@example.org")
+    code, out, _ = run(settings, capsys, "subscribers", "erase", "ben@example.org", "--yes")
     assert code == 0 and out.startswith("erased ben@example.org")
 
     assert "ben@example.org" not in run(settings, capsys, "subscribers", "export")[1]
-    code, out, _ = run(settings, capsys, "subscribers", "import", _file(tmp_path, "email\nben@example.org\n"))
-    assert code == 3 and "line 2: ben@example.org: was erased; not re-imported" in out
-    code, _, err = run(settings, capsys, "subscribers", "erase", "ben@example.org")
+    again = _file(tmp_path, "email\nben@example.org\n")
+    code, out, _ = run(settings, capsys, "subscribers", "import", again, "--status", "pending")
+    assert code == 3 and "line 2: ben@example.org: rejected: was erased; not re-imported" in out
+    code, _, err = run(settings, capsys, "subscribers", "erase", "ben@example.org", "--yes")
     assert code == 1 and "no subscriber" in err
 
 

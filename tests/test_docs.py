@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import re
+import shlex
 import subprocess
 import sys
 import typing
@@ -129,7 +130,7 @@ def test_written_commands_exist_with_these_flags(path: Path, capsys: pytest.Capt
     parser = cli.build_parser()
     wrong = []
     for command in commands:
-        words = command.split()[1:]
+        words = shlex.split(command)[1:]
         if words[0] == "COMMAND":  # "imk-outreach COMMAND --help" stands for every command
             continue
         try:
@@ -549,7 +550,13 @@ def test_copy_script_moves_every_table(
     people = tmp_path / "people.csv"
     people.write_text("email,name,language,lists\nerika@example.org,Erika,de,newsletter\n", encoding="utf-8")
     assert cli.main(["--config", str(config), "gather"]) == 0
-    assert cli.main(["--config", str(config), "subscribers", "import", str(people)]) == 0
+    assert (
+        cli.main(
+            ["--config", str(config), "subscribers", "import", str(people)]
+            + ["--status", "confirmed", "--consent-note", "test"]
+        )
+        == 0
+    )
     monkeypatch.setenv("IMK_DATABASE_URL", db_url)
     assert cli.main(["--config", str(config), "db", "upgrade"]) == 0
     script = tmp_path / "copy_database.py"

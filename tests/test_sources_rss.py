@@ -130,7 +130,8 @@ def test_rss20_content_encoded_is_preferred_and_media_content_is_the_image() -> 
 def test_rss20_relative_link_stays_as_found_and_dc_date_and_image_enclosure_are_read() -> None:
     entry = parse(fixture("rss20_full.xml")).entries[1]
     assert entry.link == "/termine/games-stammtisch-maerz"
-    assert entry.title == "Games-Stammtisch im März: Barrierefreiheit & Spieldesign"
+    # a title read as plain text is handed on as HTML (escaped): normalisation decodes it once
+    assert entry.title == "Games-Stammtisch im März: Barrierefreiheit &amp; Spieldesign"
     assert entry.summary == "<p>Wir sprechen über <em>barrierefreies</em> Spieldesign.</p>"
     assert entry.published == at(2024, 3, 1, 17, 0)
     assert entry.image == "https://cdn.medien-cluster.example/img/stammtisch.png"

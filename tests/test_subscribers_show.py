@@ -43,6 +43,7 @@ def _signed_up_and_sent(make_settings: ConfigFactory, tmp_path: Path, server: Sm
     subscriptions.subscribe(
         settings, "Anna@Example.org", "Anna", "de", ["newsletter", "film"], "203.0.113.7", now=SIGNUP
     )
+    assert dispatch.deliver(settings, clock=lambda: SIGNUP).sent == 1  # the queued confirmation mail
     [mail] = mails_to(server, ANNA)
     [link] = [u for u in urls(part(mail, "plain")) if u.startswith("https://cluster.example/confirm/")]
     subscriptions.confirm(settings, link.rsplit("/", 1)[1], CONFIRMED)

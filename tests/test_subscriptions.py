@@ -17,14 +17,13 @@ from sqlalchemy import Engine, select
 from imk_outreach.config import Settings
 from imk_outreach.db import store, tables
 from imk_outreach.models import Edition
-from imk_outreach.services import subscriptions, tokens
+from imk_outreach.services import dispatch, subscriptions, tokens
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.subscriptions import (
     ErasedAddressError,
     ImportFileError,
     InputError,
     InvalidTokenError,
-    MailError,
     Rejection,
     SubscriberExistsError,
     UnknownSubscriberError,
@@ -41,6 +40,7 @@ from tests.support.subscribers import (
 )
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+CONFIRMED: dict[str, Any] = {"status": "confirmed", "consent_note": "paper forms, cluster day 2026"}
 IP = "203.0.113.7"
 
 
@@ -70,14 +70,19 @@ def _sign_up(settings: Settings, email: str = "anna@example.org", language: str 
     return subscriptions.subscribe(settings, email, **args)
 
 
+def _deliver(settings: Settings, at: datetime = NOW) -> dispatch.DeliverReport:
+    """Send what the outbox holds (the confirmation mails a sign-up queued), with the clock at ``at``."""
+    return dispatch.deliver(settings, clock=lambda: at)
+
+
 # -- sign-up, confirmation mail, evidence -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("language", "subject", "greeting", "label"),
     [
-        ("de", "Bitte bestätigen Sie Ihr Abonnement", "Hallo Anna,", "Film-Digest"),
-        ("en", "Please confirm your subscription", "Hello Anna,", "Film digest"),
+        ("de", "Bitte bestätigen Sie Ihr Abonnement", "Hallo,", "Film-Digest"),
+        ("en", "Please confirm your subscription", "Hello,", "Film digest"),
     ],
 )
 def test_sign_up_mails_a_confirmation_in_the_subscribers_language(
@@ -85,14 +90,16 @@ def test_sign_up_mails_a_confirmation_in_the_subscribers_language(
 ) -> None:
     outcome = _sign_up(settings, language=language, lists=["newsletter", "film"])
 
-    assert outcome == "mailed"
+    assert outcome == "queued" and smtp_server.messages == []
+    assert _deliver(settings).sent == 1
     [message] = mails_to(smtp_server, "anna@example.org")
     assert message["Subject"].startswith(subject)
     assert message["Content-Language"] == language
     assert message["From"] == "Cluster IMK <newsletter@example.org>"
     assert message["Auto-Submitted"] == "auto-generated"
     text, html = part(message, "plain"), part(message, "html")
-    assert greeting in text and label in text and label in html
+    assert text.startswith(greeting) and label in text and label in html
+    assert "Anna" not in text and "Anna" not in html  # no name: nothing a stranger typed
     assert f'<html lang="{language}">' in html
     link = confirm_url(message)
     assert link.startswith(f"{PUBLIC_URL}/confirm/")
@@ -125,6 +132,7 @@ def test_confirmation_link_confirms_and_records_the_time(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     _sign_up(settings)
+    _deliver(settings)
     token = token_of(confirm_url(mails_to(smtp_server, "anna@example.org")[0]))
 
     confirmed = subscriptions.confirm(settings, token, NOW + timedelta(hours=2))
@@ -139,14 +147,16 @@ def test_confirmation_link_confirms_and_records_the_time(
 def test_a_confirmed_address_gets_no_new_mail_and_a_pending_one_not_too_often(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
-    assert _sign_up(settings) == "mailed"
+    assert _sign_up(settings) == "queued"
     assert _sign_up(settings, now=NOW + timedelta(minutes=1)) == "recently_mailed"
-    assert len(smtp_server.messages) == 1
-    assert _sign_up(settings, now=NOW + subscriptions.RESEND_AFTER) == "mailed"
+    assert _deliver(settings, NOW + timedelta(minutes=1)).sent == 1
+    assert _sign_up(settings, now=NOW + subscriptions.RESEND_AFTER) == "queued"
+    assert _deliver(settings, NOW + subscriptions.RESEND_AFTER).sent == 1
     token = token_of(confirm_url(mails_to(smtp_server, "anna@example.org")[-1]))
     subscriptions.confirm(settings, token, NOW + timedelta(hours=1))
 
     assert _sign_up(settings, now=NOW + timedelta(days=1)) == "already_confirmed"
+    assert _deliver(settings, NOW + timedelta(days=1)).sent == 0
     assert len(smtp_server.messages) == 2
     assert _find(settings, "anna@example.org").status == "confirmed"
 
@@ -174,16 +184,17 @@ def test_sign_up_rejects_bad_input_and_stores_nothing(
         assert list(store.iter_subscribers(conn)) == []
 
 
-def test_a_failed_confirmation_mail_undoes_the_sign_up(
+def test_a_refused_confirmation_mail_fails_in_the_outbox_and_signing_up_again_works(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     smtp_server.respond("anna@example.org", "550 5.1.1 no such user", times=1)
 
-    with pytest.raises(MailError, match="anna@example.org"):
-        _sign_up(settings)
-    assert _find(settings, "anna@example.org") is None  # a new address leaves nothing behind
+    assert _sign_up(settings) == "queued"  # the sign-up answers before any mail is tried
+    assert _deliver(settings).failed == 1
+    assert _find(settings, "anna@example.org").status == "bounced"  # a 5.1.x refusal
 
-    assert _sign_up(settings, now=NOW + timedelta(seconds=5)) == "mailed"  # trying again works at once
+    assert _sign_up(settings, now=NOW + timedelta(seconds=5)) == "queued"  # trying again works at once
+    assert _deliver(settings, NOW + timedelta(seconds=5)).sent == 1
     assert len(mails_to(smtp_server, "anna@example.org")) == 1
 
 
@@ -193,7 +204,7 @@ def test_unsubscribed_address_can_sign_up_again_on_the_web(
     subscriptions.add(settings, "anna@example.org", now=NOW)
     subscriptions.remove(settings, "anna@example.org", now=NOW)
 
-    assert _sign_up(settings, now=NOW + timedelta(days=1)) == "mailed"
+    assert _sign_up(settings, now=NOW + timedelta(days=1)) == "queued"
     sub = _find(settings, "anna@example.org")
     assert sub.status == "pending" and sub.unsubscribed_at is None and sub.source == "web:/subscribe"
 
@@ -274,6 +285,7 @@ def test_an_expired_confirmation_link_does_not_confirm(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     _sign_up(settings)
+    _deliver(settings)
     token = token_of(confirm_url(mails_to(smtp_server, "anna@example.org")[0]))
 
     with pytest.raises(InvalidTokenError):
@@ -303,6 +315,7 @@ def test_an_old_confirmation_link_does_not_resubscribe(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     _sign_up(settings)
+    _deliver(settings)
     token = token_of(confirm_url(mails_to(smtp_server, "anna@example.org")[0]))
     subscriptions.remove(settings, "anna@example.org", NOW + timedelta(minutes=5))
 
@@ -323,9 +336,8 @@ def test_unsubscribe_is_idempotent_and_keeps_the_evidence(settings: Settings) ->
 
     assert first.status == second.status == "unsubscribed"
     assert second.unsubscribed_at == NOW + timedelta(days=1)
-    assert (
-        second.confirmed_at == NOW and second.consent_version == "2026-11" and second.lists == ("newsletter",)
-    )
+    assert second.confirmed_at == NOW and second.lists == ("newsletter",)
+    assert (second.consent_version, second.source) == (sub.consent_version, sub.source)  # evidence kept
 
 
 def test_preferences_change_language_and_lists(settings: Settings) -> None:
@@ -363,12 +375,14 @@ def test_add_validates_and_refuses_known_and_erased_addresses(
     assert smtp_server.messages == []
 
 
-def test_add_pending_sends_the_confirmation_and_again_when_repeated(
+def test_add_pending_queues_the_confirmation_and_again_when_repeated(
     settings: Settings, smtp_server: SmtpTestServer
 ) -> None:
     result = subscriptions.add(settings, "carl@example.org", language="en", status="pending", now=NOW)
     assert result.mailed and result.subscriber.status == "pending"
+    assert dispatch.deliver(settings).sent == 1
     subscriptions.add(settings, "carl@example.org", status="pending", now=NOW)
+    assert dispatch.deliver(settings).sent == 1
     assert len(mails_to(smtp_server, "carl@example.org")) == 2
 
 
@@ -386,7 +400,7 @@ def test_export_has_the_documented_shape(settings: Settings, smtp_server: SmtpTe
     records = list(subscriptions.export(settings))
 
     assert [r["email"] for r in records] == ["ben@example.org", "anna@example.org"]
-    assert all(list(r) == list(subscriptions.EXPORT_FIELDS) for r in records)
+    assert all(list(r) == list(subscriptions.EXPORT_JSON_FIELDS) for r in records)
     assert records[0] == {
         "email": "ben@example.org",
         "name": "Ben",
@@ -395,10 +409,26 @@ def test_export_has_the_documented_shape(settings: Settings, smtp_server: SmtpTe
         "status": "confirmed",
         "signup_at": NOW.isoformat(),
         "confirmed_at": NOW.isoformat(),
-        "consent_version": "2026-11",
+        "consent_version": None,  # staff added them: no consent text of ours was shown
         "source": "cli",
+        "unsubscribed_at": None,
+        "bounce_reason": None,
+        "consent_events": [
+            {
+                "kind": "add",
+                "at": NOW.isoformat(),
+                "ip_hash": None,
+                "consent_version": None,
+                "language": "en",
+                "source": "cli",
+                "note": None,
+                "detail": {"status": "confirmed", "lists": ["film", "newsletter"]},
+            }
+        ],
     }
     assert records[1]["status"] == "pending" and records[1]["confirmed_at"] is None
+    assert [e["kind"] for e in records[1]["consent_events"]] == ["signup"]
+    assert records[1]["consent_events"][0]["consent_version"] == "2026-11"
     assert [r["email"] for r in subscriptions.export(settings, "ANNA@example.org")] == ["anna@example.org"]
     with pytest.raises(UnknownSubscriberError):
         subscriptions.export(settings, "nobody@example.org")
@@ -472,7 +502,7 @@ max@example.org,,,
 
 
 def test_import_takes_good_rows_and_names_each_rejected_line(settings: Settings, tmp_path: Path) -> None:
-    report = subscriptions.import_csv(settings, _csv(tmp_path, MIXED), now=NOW)
+    report = subscriptions.import_csv(settings, _csv(tmp_path, MIXED), now=NOW, **CONFIRMED)
 
     assert (report.imported, report.updated, report.unchanged) == (3, 0, 0)
     assert report.rejected == [
@@ -491,15 +521,15 @@ def test_import_takes_good_rows_and_names_each_rejected_line(settings: Settings,
     assert (jane.language, jane.lists) == ("en", ("newsletter",))  # empty lists: the first configured list
     assert (max_.name, max_.language, max_.lists) == ("", "de", ("newsletter",))  # defaults
     assert erika.status == "confirmed" and erika.confirmed_at == NOW and erika.source == "import:people.csv"
-    assert erika.consent_version == "2026-11" and erika.ip_hash is None
+    assert erika.consent_version is None and erika.ip_hash is None  # they saw no consent text of ours
 
 
 def test_reimporting_the_same_file_changes_nothing(settings: Settings, tmp_path: Path) -> None:
     path = _csv(tmp_path, MIXED)
-    subscriptions.import_csv(settings, path, now=NOW)
+    subscriptions.import_csv(settings, path, now=NOW, **CONFIRMED)
     before = _all_rows(settings)
 
-    report = subscriptions.import_csv(settings, path, now=NOW + timedelta(days=1))
+    report = subscriptions.import_csv(settings, path, now=NOW + timedelta(days=1), **CONFIRMED)
 
     assert (report.imported, report.updated, report.unchanged, len(report.rejected)) == (0, 0, 3, 4)
     assert _all_rows(settings) == before
@@ -509,7 +539,7 @@ def test_import_adds_to_existing_subscribers_and_never_removes(settings: Setting
     subscriptions.add(settings, "erika@example.org", "Erika", "en", ["film"], now=NOW)
     path = _csv(tmp_path, "email,lists\nerika@example.org,newsletter\n")
 
-    report = subscriptions.import_csv(settings, path, now=NOW)
+    report = subscriptions.import_csv(settings, path, now=NOW, **CONFIRMED)
 
     assert (report.imported, report.updated) == (0, 1)
     erika = _find(settings, "erika@example.org")
@@ -523,7 +553,7 @@ def test_import_refuses_erased_and_unsubscribed_addresses(settings: Settings, tm
     subscriptions.remove(settings, "left@example.org", NOW)
     path = _csv(tmp_path, "email\nGone@Example.org\nleft@example.org\n")
 
-    report = subscriptions.import_csv(settings, path, now=NOW)
+    report = subscriptions.import_csv(settings, path, now=NOW, **CONFIRMED)
 
     assert report.imported == 0
     assert [(r.line, r.reason) for r in report.rejected] == [
@@ -547,6 +577,7 @@ def test_pending_import_mails_each_new_subscriber_and_never_downgrades(
     assert (report.imported, report.unchanged, report.mailed, report.mail_failures) == (2, 1, 2, [])
     assert _find(settings, "old@example.org").status == "confirmed"
     assert _find(settings, "new.de@example.org").status == "pending"
+    assert dispatch.deliver(settings).sent == 2  # the outbox sends the queued mails
     assert sorted(smtp_server.recipients()) == ["new.de@example.org", "new.en@example.org"]
     assert mails_to(smtp_server, "new.de@example.org")[0]["Content-Language"] == "de"
     assert mails_to(smtp_server, "new.en@example.org")[0]["Content-Language"] == "en"
@@ -555,25 +586,30 @@ def test_pending_import_mails_each_new_subscriber_and_never_downgrades(
     assert len(smtp_server.messages) == 2
 
 
-def test_confirmed_import_confirms_a_pending_subscriber(settings: Settings, tmp_path: Path) -> None:
+def test_a_confirmed_import_never_confirms_a_pending_subscriber(settings: Settings, tmp_path: Path) -> None:
     _sign_up(settings)
-    report = subscriptions.import_csv(settings, _csv(tmp_path, "email\nanna@example.org\n"), now=NOW)
-    assert report.updated == 1
+    path = _csv(tmp_path, "email\nanna@example.org\n")
+    report = subscriptions.import_csv(settings, path, now=NOW, **CONFIRMED)
+    assert report.unchanged == 1
+    assert "stays pending, not confirmed" in str(report.lines[0])
     anna = _find(settings, "anna@example.org")
-    assert anna.status == "confirmed" and anna.confirmed_at == NOW and anna.source == "web:/subscribe"
+    assert anna.status == "pending" and anna.confirmed_at is None and anna.source == "web:/subscribe"
 
 
-def test_pending_import_reports_mails_the_server_refused(
+def test_a_pending_import_whose_mail_is_refused_leaves_a_bounce_in_the_evidence(
     settings: Settings, smtp_server: SmtpTestServer, tmp_path: Path
 ) -> None:
     smtp_server.respond("nobody@example.org", "550 5.1.1 no such user")
     path = _csv(tmp_path, "email\nnobody@example.org\nsomebody@example.org\n")
 
     report = subscriptions.import_csv(settings, path, status="pending", now=NOW)
+    delivered = dispatch.deliver(settings)
 
-    assert report.mailed == 1
-    assert [e for e, _ in report.mail_failures] == ["nobody@example.org"]
-    assert "550" in report.mail_failures[0][1]
+    assert (report.mailed, report.mail_failures, delivered.sent, delivered.failed) == (2, [], 1, 1)
+    nobody = _find(settings, "nobody@example.org")
+    assert nobody.status == "bounced"
+    [record] = subscriptions.export(settings, "nobody@example.org")
+    assert [e["kind"] for e in record["consent_events"]] == ["import", "bounce"]
 
 
 def test_import_reads_excel_style_files_and_reports_ignored_columns(
@@ -582,14 +618,14 @@ def test_import_reads_excel_style_files_and_reports_ignored_columns(
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffE-Mail;x\n".encode() + b"")
     with pytest.raises(ImportFileError, match="no 'email' column"):
-        subscriptions.import_csv(settings, path, now=NOW)
+        subscriptions.import_csv(settings, path, now=NOW, **CONFIRMED)
     path.write_bytes(
-        '\ufeffEmail;Name;Lists;Status\r\nerika@example.org;Erika;"newsletter;film";x\r\n'.encode()
+        '\ufeffEmail;Name;Lists;Notiz\r\nerika@example.org;Erika;"newsletter;film";x\r\n'.encode()
     )
 
-    report = subscriptions.import_csv(settings, path, now=NOW)
+    report = subscriptions.import_csv(settings, path, now=NOW, **CONFIRMED)
 
-    assert report.imported == 1 and report.ignored_columns == ("status",)
+    assert report.imported == 1 and report.ignored_columns == ("notiz",)
     assert _find(settings, "erika@example.org").lists == ("film", "newsletter")
 
 
@@ -599,7 +635,7 @@ def test_import_reads_excel_style_files_and_reports_ignored_columns(
         (b"name,language\nErika,de\n", "people.csv:1: the header row has no 'email' column"),
         (b"", "no 'email' column (found: empty)"),
         (b"email,email\na@example.org,b@example.org\n", "column 'email' appears twice"),
-        (b"email,name\nerika@example.org,M\xfcller\n", "not UTF-8 text"),
+        (b"email,name\na@example.org,M\xc3\xbcller\nb@example.org,M\xfcller\n", "mixes UTF-8 with another"),
     ],
 )
 def test_an_unreadable_import_file_is_one_clear_error(

@@ -1,10 +1,12 @@
 """config.yaml (plus ``IMK_*`` environment overrides) loaded once into frozen, strict Settings.
 
 Every key but ``sources`` has a default. Paths are relative to config.yaml. Secrets are ``${ENV_NAME}``
-references, expanded here from the environment. A reference whose variable is not set is an error
-naming the key, except in the keys that hold credentials (:data:`SECRET_KEYS`): there it stays a
-:class:`SecretRef` and is resolved by :func:`reveal` when a command needs it, so ``preview`` or
-``check`` work without the SMTP password and ``send`` fails naming the variable.
+references, expanded here from the environment. A reference whose variable is not set (or set but
+empty) is an error naming the key, except in the keys that hold credentials (:data:`SECRET_KEYS`):
+there it stays a :class:`SecretRef` and is resolved by :func:`reveal` when a command needs it, so
+``preview`` or ``check`` work without the SMTP password and ``send`` fails naming the variable. A
+credential that breaks its rule (``secret_key`` shorter than 32 characters) waits the same way, so only
+the commands that use it fail; ``check`` reports both (see :mod:`imk_outreach.config_lint`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -24,92 +26,33 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import CoreSchema, core_schema
 
 from imk_outreach.durations import to_seconds, to_timedelta
-from imk_outreach.errors import ConfigError, ConfigErrors, ImkError, Location
+
+# The secret names live in envrefs; commands and tests import them from here (hence ``X as X``).
+from imk_outreach.envrefs import ENV_REF, expand, has_rule
+from imk_outreach.envrefs import GENERATE_SECRET as GENERATE_SECRET
+from imk_outreach.envrefs import MIN_SECRET_KEY as MIN_SECRET_KEY
+from imk_outreach.envrefs import MissingVariableError as MissingVariableError
+from imk_outreach.envrefs import Secret as Secret
+from imk_outreach.envrefs import SecretRef as SecretRef
+from imk_outreach.envrefs import SecretValueError as SecretValueError
+from imk_outreach.envrefs import has_reference as has_reference
+from imk_outreach.envrefs import not_set as not_set
+from imk_outreach.envrefs import reveal as reveal
+from imk_outreach.errors import ConfigError, ConfigErrors, Location
 from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
 
 DEFAULT_CONFIG = Path("config.yaml")
 ENV_PREFIX = "IMK_"
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LANG = re.compile(r"^[a-z]{2}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # The keys typed ``Secret``: an unset variable in them waits until a command needs the value.
 SECRET_KEYS = ("database_url", "smtp.username", "smtp.password", "secret_key")
-
-
-# -- secrets resolved at use ---------------------------------------------------------------------------
-
-
-class MissingVariableError(ImkError):
-    """A command needs a config value whose ``${ENV}`` variable is not set."""
-
-    def __init__(self, key: str, variables: tuple[str, ...], location: Location) -> None:
-        self.key = key
-        self.variables = variables
-        self.location = location
-        where = f"{location.path} line {location.line}" if location.line is not None else str(location.path)
-        super().__init__(f"{key}: {not_set(variables)} ({where}); export it before running")
-
-
-def not_set(variables: tuple[str, ...]) -> str:
-    """``environment variable X is not set`` (or ``variables X, Y are``)."""
-    if len(variables) == 1:
-        return f"environment variable {variables[0]} is not set"
-    return f"environment variables {', '.join(variables)} are not set"
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A config value with ``${ENV}`` references whose variables were not all set when config.yaml was
-    read: the text as written, its key path and where it stands. :func:`reveal` resolves it."""
-
-    text: str
-    key: str
-    location: Location
-
-    def missing(self) -> tuple[str, ...]:
-        """The variables of the text that are not set now."""
-        return tuple(dict.fromkeys(n for n in _ENV_REF.findall(self.text) if n not in os.environ))
-
-    def resolve(self) -> str:
-        """The text with every reference expanded from the environment as it is now.
-
-        :raises MissingVariableError: a variable is still not set.
-        """
-        missing = self.missing()
-        if missing:
-            raise MissingVariableError(self.key, missing, self.location)
-        return _expand(self.text)
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.is_instance_schema(cls)
-
-
-Secret = str | SecretRef
-
-
-@overload
-def reveal(value: Secret) -> str: ...
-@overload
-def reveal(value: Secret | None) -> str | None: ...
-def reveal(value: Secret | None) -> str | None:
-    """The value of a ``Secret`` key, its variables looked up now (the one accessor for them).
-
-    :raises MissingVariableError: a variable it names is not set.
-    """
-    return value.resolve() if isinstance(value, SecretRef) else value
-
-
-def _expand(text: str) -> str:
-    return _ENV_REF.sub(lambda match: os.environ[match.group(1)], text)
 
 
 def _unresolved(value: object) -> Iterator[SecretRef]:
@@ -141,6 +84,29 @@ def _seconds(value: Any) -> Any:
     return value
 
 
+def _public_url(value: str) -> str:
+    """An absolute http(s) URL with a host and a plain path, without a trailing slash."""
+    text = value.strip()
+    plain = "use an absolute http(s) URL such as https://news.example.org or https://example.org/news"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid URL; {plain}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r}: {plain}")
+    if "@" in parts.netloc:
+        raise ValueError(f"{value!r}: no user name or password in public_url")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"{value!r}: no query (?...) or fragment (#...) in public_url")
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in text):
+        raise ValueError(f"{value!r}: no spaces, backslashes or control characters in public_url")
+    segments = unquote(parts.path).split("/")[1:]
+    if any(segment in (".", "..") for segment in segments) or "" in segments[:-1]:
+        raise ValueError(f"{value!r}: no '.', '..' or empty parts in the path of public_url")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
+
+
 def _language(value: str) -> str:
     if not _LANG.match(value):
         raise ValueError(f"{value!r} is not a two-letter language code such as de or en")
@@ -151,6 +117,7 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 # Seconds as a float, written as a number (20, 2.5) or a duration (20s, 2m).
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Language = Annotated[str, AfterValidator(_language)]
+PublicUrl = Annotated[str, AfterValidator(_public_url)]
 
 
 class Strict(BaseModel):
@@ -230,6 +197,36 @@ class SchedulerSettings(Strict):
     stop_timeout: Duration = timedelta(seconds=8)
 
 
+class SignupSettings(Strict):
+    """Limits on web sign-ups (``POST /subscribe``), each ``COUNT/DURATION`` (``10/1h``, ``3/1d``; ``5/h``
+    means ``5/1h``) or ``off``, counted in the database so every web process shares them; and the
+    least time a sign-up's answer takes."""
+
+    per_client: tuple[int, timedelta] | None = (10, timedelta(hours=1))
+    overall: tuple[int, timedelta] | None = (200, timedelta(hours=1))
+    per_mailbox: tuple[int, timedelta] | None = (3, timedelta(days=1))
+    # Every sign-up that is not turned away busy is answered after at least this long, so the answer
+    # time tells nobody whether the address was known (the work differs by some milliseconds).
+    answer_time: Seconds = Field(0.25, ge=0, le=10)
+
+    @field_validator("per_client", "overall", "per_mailbox", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+            return None  # YAML reads a bare off as false
+        if isinstance(value, tuple):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r}: write COUNT/DURATION such as 10/1h or 3/1d, or off")
+        count, slash, per = (part.strip() for part in value.partition("/"))
+        if not (slash and count.isdigit() and int(count) > 0 and per):
+            raise ValueError(f"{value!r}: write COUNT/DURATION such as 10/1h or 3/1d, or off")
+        window = to_timedelta(per if per[0].isdigit() else f"1{per}", seconds_if_plain=False)
+        if window <= timedelta(0):
+            raise ValueError(f"{value!r}: the duration must be longer than zero")
+        return int(count), window
+
+
 class SourceSettings(Strict):
     """One configured news source."""
 
@@ -281,7 +278,7 @@ class Settings(Strict):
     timezone: str = "Europe/Berlin"
     languages: tuple[Language, ...] = ("de", "en")
     database_url: Secret = "sqlite:///var/imk-outreach.db"
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: PublicUrl = "http://127.0.0.1:8000"
     name: dict[Language, str] = Field(
         default_factory=lambda: {
             "de": "Cluster IKT, Medien und Kreativwirtschaft",
@@ -312,6 +309,7 @@ class Settings(Strict):
     templates_dir: Path = Path("templates")
     # Item images fetched at gather time, served by the web app under public_url/media/ (no hot-linking).
     media_dir: Path = Path("var/media")
+    signup: SignupSettings = SignupSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -383,6 +381,10 @@ class Settings(Strict):
         """The ``Secret`` values whose variables are not set now (``check`` warns about them)."""
         return [ref for ref in _unresolved(self) if ref.missing()]
 
+    def deferred(self) -> list[SecretRef]:
+        """Every ``Secret`` value kept as a SecretRef: unset variables and values breaking their rule."""
+        return list(_unresolved(self))
+
 
 def _expand_env(data: Any, path: tuple[str | int, ...], doc: YamlDocument, refs: dict[str, SecretRef]) -> Any:
     """Every ``${ENV}`` of ``data`` expanded; a value naming an unset variable becomes a SecretRef
@@ -391,10 +393,10 @@ def _expand_env(data: Any, path: tuple[str | int, ...], doc: YamlDocument, refs:
         return {k: _expand_env(v, (*path, k), doc, refs) for k, v in data.items()}
     if isinstance(data, list):
         return [_expand_env(v, (*path, i), doc, refs) for i, v in enumerate(data)]
-    if isinstance(data, str) and _ENV_REF.search(data):
+    if isinstance(data, str) and (ENV_REF.search(data) or has_rule(format_key_path(path))):
         ref = SecretRef(data, format_key_path(path), doc.locate(path))
-        if not ref.missing():
-            return _expand(data)
+        if not ref.missing() and ref.fault() is None:
+            return expand(data)
         refs[ref.key] = ref
         return ref
     return data
@@ -441,7 +443,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
     :param path: the config file; ``./config.yaml`` when None.
     :raises ConfigError: the file cannot be read or parsed.
-    :raises ConfigErrors: one or more keys are wrong; each names the file, key path and line.
+    :raises ConfigErrors: one or more keys are wrong or written twice; each names the file, key path and
+        line.
     """
     config_path = Path(path) if path is not None else DEFAULT_CONFIG
     if not config_path.is_file():
@@ -456,10 +459,15 @@ def load_settings(path: str | Path | None = None) -> Settings:
     for reserved in ("config_path", "base_dir"):
         data.pop(reserved, None)
     absolute = config_path.resolve()
+    errors = doc.duplicate_errors()  # a key written twice is an error even where the last value is fine
+    settings: Settings | None = None
     try:
-        return Settings(config_path=absolute, base_dir=absolute.parent, **data)
+        settings = Settings(config_path=absolute, base_dir=absolute.parent, **data)
     except ValidationError as exc:
-        raise _errors_from(exc, doc, refs) from None
+        errors += _errors_from(exc, doc, refs).errors
+    if errors or settings is None:
+        raise ConfigErrors(sorted(errors, key=lambda e: (e.location.line or 0, e.location.col or 0)))
+    return settings
 
 
 def database_url(settings: Settings) -> str:

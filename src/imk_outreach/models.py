@@ -287,6 +287,9 @@ class Subscriber:
     ip_hash: str | None = None
     source: str | None = None
     bounce_reason: str | None = None
+    # Random per stored row (set when the row is inserted), part of every link token: a link of an
+    # erased person stays dead even if the same address comes back under a reused id.
+    token_nonce: str | None = None
 
 
 OUTBOX_STATES = ("queued", "sending", "retry", "sent", "failed", "cancelled", "unknown")
@@ -294,10 +297,11 @@ OUTBOX_STATES = ("queued", "sending", "retry", "sent", "failed", "cancelled", "u
 
 @dataclass(frozen=True)
 class Delivery:
-    """One outbox row: an edition to one recipient on one channel. ``state`` in OUTBOX_STATES."""
+    """One outbox row: an edition to one recipient on one channel, or (``edition_id`` None, channel
+    ``confirm``) a confirmation mail. ``state`` in OUTBOX_STATES."""
 
     id: int
-    edition_id: int
+    edition_id: int | None
     channel: str
     subscriber_id: int
     language: str

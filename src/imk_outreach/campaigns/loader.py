@@ -37,7 +37,7 @@ from pydantic import (
 
 from imk_outreach.campaigns.cron_syntax import check_cron
 from imk_outreach.durations import to_timedelta
-from imk_outreach.errors import ConfigError, ConfigErrors, Location
+from imk_outreach.errors import ConfigError, ConfigErrors
 from imk_outreach.models import Campaign, Section, Selection
 from imk_outreach.yamlfile import YamlDocument, format_key_path, load_yaml, validation_errors
 
@@ -358,29 +358,6 @@ def _check_name(problems: _Problems, data: Mapping[str, Any], path: Path) -> Non
         )
 
 
-def _check_duplicate_keys(problems: _Problems, node: yaml.Node | None, key_path: KeyPath = ()) -> None:
-    """YAML keeps the last of two equal keys silently; staff should hear about it."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if isinstance(key, str) and key != "<<":
-                if key in seen:
-                    where = problems.doc.path, key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                    message = (
-                        f"key {key!r} is written twice (first in line {seen[key]}); YAML keeps only the last"
-                    )
-                    problems.errors.append(
-                        ConfigError(Location(*where), format_key_path((*key_path, key)), message)
-                    )
-                else:
-                    seen[key] = key_node.start_mark.line + 1
-            _check_duplicate_keys(problems, value_node, (*key_path, key if isinstance(key, str) else "?"))
-    elif isinstance(node, yaml.SequenceNode):
-        for position, child in enumerate(node.value):
-            _check_duplicate_keys(problems, child, (*key_path, position))
-
-
 # -- loading --------------------------------------------------------------------------------------------
 
 
@@ -409,7 +386,7 @@ def _load(path: Path, ctx: CampaignContext) -> tuple[Campaign, YamlDocument]:
         SocialFile if data.get("kind") == "social" else NewsletterFile
     )
     problems = _Problems(doc)
-    _check_duplicate_keys(problems, doc.root)
+    problems.errors.extend(doc.duplicate_errors())  # YAML keeps the last of two equal keys silently
     _check_name(problems, data, path)
     if model_class is SocialFile:
         _check_social(problems, data)

@@ -69,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(config)
         code: int = args.func(settings, args)
+        sys.stdout.flush()  # here, so that a reader gone (`items --json | head`) is caught below
         return code
+    except BrokenPipeError:
+        return subscribers.reader_gone()
     except ImkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -41,8 +41,17 @@ def _web_server(settings: Settings, host: str, port: int) -> Any:
     import uvicorn
 
     from imk_outreach.web.app import create_app  # the web shell, only for this command
+    from imk_outreach.web.hygiene import uvicorn_log_config
 
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        log_config=uvicorn_log_config(),
+        server_header=False,
+    )
     return uvicorn.Server(config)
 
 

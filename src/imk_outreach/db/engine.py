@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from imk_outreach.errors import DatabaseError
@@ -56,7 +56,49 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes, fewer fsyncs
+    # Deleted and overwritten content is zeroed, not only unlinked: an erased subscriber's address must
+    # not stay readable in the free space of a page (see purge_deleted for the -wal file).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+# The tables an erasure deletes from or rewrites; PostgreSQL vacuums the small ones at once (the outbox,
+# large and busy, is left to autovacuum: docs/subscribers.md says what that means).
+_VACUUMED_AFTER_ERASE = ("subscribers", "subscriber_lists", "consent_events")
+
+
+def purge_deleted(engine: Engine) -> bool:
+    """After an erasure committed: make the deleted rows go from the files as far as the database can.
+
+    SQLite (``secure_delete`` on, so the pages themselves carry zeros): ``wal_checkpoint(TRUNCATE)``
+    copies the new pages into the database file and empties the ``-wal`` file, which still holds the
+    old page images. PostgreSQL: ``VACUUM`` of the people tables, so their dead row versions are
+    removed now rather than at the next autovacuum.
+
+    :returns: False when it could not finish now (another process is reading the SQLite database,
+        or the role may not vacuum); the caller says so, nothing is undone.
+    """
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if conn.dialect.name == "sqlite":
+                busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                return not busy
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"VACUUM {', '.join(_VACUUMED_AFTER_ERASE)}")
+            return True
+    except SQLAlchemyError as exc:
+        log.warning("after an erasure: could not clear deleted rows from the database files: %s", exc)
+        return False
+
+
+def _without_detail(context: ExceptionContext) -> None:
+    """PostgreSQL's errors carry a DETAIL line quoting the values of the row or key at fault ("Key
+    (email_key)=(x@y) already exists"), and an error message may end up in a log: the message keeps
+    every other line (the detail stays readable in ``exc.orig.diag.message_detail``)."""
+    for error in (context.original_exception, context.sqlalchemy_exception):
+        if error is not None and error.args and isinstance(error.args[0], str) and "DETAIL:" in error.args[0]:
+            kept = [line for line in error.args[0].splitlines() if not line.startswith("DETAIL:")]
+            error.args = ("\n".join(kept), *error.args[1:])
 
 
 def redacted_url(url: str) -> str:
@@ -106,11 +148,15 @@ def open_database(url: str, migrate: bool = True) -> Engine:
             "or create the folder first",
         )
     try:
-        engine = create_engine(url, future=True)
+        # hide_parameters: an error message or log line never shows the values of a statement
+        # (subscribers' addresses and names)
+        engine = create_engine(url, future=True, hide_parameters=True)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise DatabaseError(shown, f"cannot use this database URL: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "handle_error", _without_detail)
     if migrate:
         try:
             before = _upgrade(engine)

@@ -38,6 +38,9 @@ PENDING_STATES = ("queued", "retry", "sending")
 FINAL_STATES = ("sent", "failed", "unknown", "cancelled")
 # The error recorded on the rows of a cancelled edition (a recipient who left gets "recipient ...").
 EDITION_CANCELLED = "edition cancelled"
+# Confirmation mails: outbox rows without an edition on this channel, built when they are sent.
+CONFIRM_CHANNEL = "confirm"
+SUPERSEDED = "superseded by a newer sign-up"
 
 
 def _of_cancelled_edition() -> Any:
@@ -139,7 +142,7 @@ def claim_batch(
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     while True:
         claimed = _claim(conn, worker, now, lease_until, limit)
-        stopped = _cancelled_among(conn, {d.edition_id for d in claimed})
+        stopped = _cancelled_among(conn, {d.edition_id for d in claimed if d.edition_id is not None})
         if not stopped:
             return claimed
         _settle_cancelled(conn, [d.id for d in claimed if d.edition_id in stopped], now, uncount=True)
@@ -149,7 +152,33 @@ def claim_batch(
 
 
 def _claim(conn: Connection, worker: str, now: datetime, lease_until: datetime, limit: int) -> list[Delivery]:
-    chosen = select(outbox.c.id).where(_due(now)).order_by(outbox.c.id).limit(limit)
+    """Confirmation mails waiting come first, so a sign-up during a campaign of 100,000 is not answered
+    after it; then the rest in queue order. The first look goes through the partial index
+    ``ix_outbox_confirmations`` and is unordered on purpose: with ORDER BY id PostgreSQL walks the
+    primary key through the whole campaign instead, and they are few anyway."""
+    waiting = and_(
+        outbox.c.edition_id.is_(None),
+        outbox.c.state.in_(["queued", "retry"]),
+        outbox.c.next_attempt_at <= now,
+    )
+    first = _claim_where(conn, worker, now, lease_until, limit, waiting, ordered=False)
+    if len(first) >= limit:
+        return first
+    return first + _claim_where(conn, worker, now, lease_until, limit - len(first), _due(now))
+
+
+def _claim_where(
+    conn: Connection,
+    worker: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    due: Any,
+    ordered: bool = True,
+) -> list[Delivery]:
+    chosen = select(outbox.c.id).where(due).limit(limit)
+    if ordered:
+        chosen = chosen.order_by(outbox.c.id)
     if conn.dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
     statement = (
@@ -203,6 +232,40 @@ def cancel_unsent(conn: Connection, edition_id: int, reason: str, now: datetime)
         .values(state="cancelled", error=reason, claimed_by=None, lease_until=None, updated_at=now)
     )
     return int(conn.execute(statement).rowcount or 0)
+
+
+def queue_confirmation(
+    conn: Connection, subscriber_id: int, language: str, now: datetime, not_sent: str | None = None
+) -> int:
+    """A confirmation mail for the subscriber: a row without an edition on :data:`CONFIRM_CHANNEL`,
+    due now (the delivery loop builds the mail when it sends it). A confirmation of theirs still waiting
+    ends ``cancelled`` (:data:`SUPERSEDED`): one mail, as asked for last. With ``not_sent`` the row is
+    stored ``cancelled`` with that reason instead: a sign-up owed no mail leaves the same trace.
+
+    The UNIQUE (edition, channel, recipient) key does not hold these rows back: NULL editions are
+    distinct on SQLite and PostgreSQL alike. :returns: the row's id.
+    """
+    if not_sent is None:
+        waiting = update(outbox).where(
+            outbox.c.edition_id.is_(None),
+            outbox.c.channel == CONFIRM_CHANNEL,
+            outbox.c.subscriber_id == subscriber_id,
+            outbox.c.state.in_(["queued", "retry"]),
+        )
+        conn.execute(waiting.values(state="cancelled", error=SUPERSEDED, updated_at=now))
+    values = {
+        "edition_id": None,
+        "channel": CONFIRM_CHANNEL,
+        "subscriber_id": subscriber_id,
+        "language": language,
+        "state": "queued" if not_sent is None else "cancelled",
+        "error": not_sent,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return int(conn.execute(outbox.insert().values(**values).returning(outbox.c.id)).scalar_one())
 
 
 def _due(now: datetime) -> Any:
@@ -362,9 +425,11 @@ def has_pending(conn: Connection, edition_id: int) -> bool:
 
 
 def outbox_counts(conn: Connection, edition_ids: Sequence[int] | None = None) -> dict[int, dict[str, int]]:
-    """Rows per state for each edition."""
-    query = select(outbox.c.edition_id, outbox.c.state, func.count()).group_by(
-        outbox.c.edition_id, outbox.c.state
+    """Rows per state for each edition (confirmation mails, which have none, are not counted)."""
+    query = (
+        select(outbox.c.edition_id, outbox.c.state, func.count())
+        .where(outbox.c.edition_id.is_not(None))
+        .group_by(outbox.c.edition_id, outbox.c.state)
     )
     if edition_ids is not None:
         query = query.where(outbox.c.edition_id.in_(list(edition_ids)))
@@ -427,7 +492,7 @@ def last_errors(conn: Connection) -> dict[int, tuple[str, datetime]]:
     when it was recorded: why messages wait for a retry or failed."""
     newest = (
         select(outbox.c.edition_id, func.max(outbox.c.updated_at).label("at"))
-        .where(outbox.c.error.is_not(None))
+        .where(outbox.c.error.is_not(None), outbox.c.edition_id.is_not(None))
         .group_by(outbox.c.edition_id)
         .subquery()
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -9,15 +10,21 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     and_,
+    case,
     exists,
     func,
+    literal,
     select,
     update,
 )
 
-from imk_outreach.db.engine import insert_for
+from imk_outreach.db.consent import ConsentEvent, add_consent_events
+from imk_outreach.db.engine import chunks, insert_for
+from imk_outreach.db.outbox import EDITION_CANCELLED
 from imk_outreach.db.tables import (
+    editions,
     erased_addresses,
+    outbox,
     subscriber_lists,
     subscribers,
 )
@@ -80,6 +87,7 @@ def _subscriber_from_row(conn: Connection, row: Any, lists: list[str] | None = N
         ip_hash=row.ip_hash,
         source=row.source,
         bounce_reason=row.bounce_reason,
+        token_nonce=row.token_nonce,
     )
 
 
@@ -92,7 +100,9 @@ def save_subscriber(conn: Connection, sub: Subscriber, now: datetime) -> Subscri
     values = _subscriber_values(sub, now)
     if sub.id is None:
         new_id = conn.execute(
-            subscribers.insert().values(created_at=now, **values).returning(subscribers.c.id)
+            subscribers.insert()
+            .values(created_at=now, token_nonce=new_token_nonce(), **values)
+            .returning(subscribers.c.id)
         ).scalar_one()
         sub_id = int(new_id)
     else:
@@ -109,8 +119,62 @@ def save_subscriber(conn: Connection, sub: Subscriber, now: datetime) -> Subscri
     return stored
 
 
+def new_token_nonce() -> str:
+    """A fresh random nonce for a row (every insert gets one; it is never reused)."""
+    return secrets.token_hex(16)
+
+
 def delete_subscriber(conn: Connection, subscriber_id: int) -> None:
+    """Delete the row; its lists and consent events go with it (ON DELETE CASCADE) and its outbox rows
+    lose the reference (SET NULL)."""
     conn.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
+
+
+# -- erasure: what of a person is left outside their row -------------------------------------------
+
+
+def outbox_texts_of(conn: Connection, subscriber_id: int) -> list[tuple[int, str | None, str | None]]:
+    """``(id, reply, error)`` of every outbox row of a subscriber (servers echo the address in replies)."""
+    query = (
+        select(outbox.c.id, outbox.c.reply, outbox.c.error)
+        .where(outbox.c.subscriber_id == subscriber_id)
+        .order_by(outbox.c.id)
+    )
+    return [(int(i), reply, error) for i, reply, error in conn.execute(query)]
+
+
+def rewrite_outbox_texts(
+    conn: Connection, texts: Sequence[tuple[int, str | None, str | None]], now: datetime
+) -> None:
+    """Store these ``(id, reply, error)``; the rest of each row (state, attempts, times) stays."""
+    for row_id, reply, error in texts:
+        statement = update(outbox).where(outbox.c.id == row_id)
+        conn.execute(statement.values(reply=reply, error=error, updated_at=now))
+
+
+def take_back_in_flight(conn: Connection, subscriber_id: int, now: datetime) -> int:
+    """The subscriber's rows a worker holds (``sending``) go back to the queue as if released: the
+    worker's outcome, which may carry the address in the server's reply, is then no longer recorded
+    (it only writes rows it still holds), and the next claim finds the recipient gone and cancels them.
+    Returns the rows taken back (a row of a cancelled edition ends ``cancelled``, as a release does)."""
+    cancelled = outbox.c.edition_id.in_(select(editions.c.id).where(editions.c.state == "cancelled"))
+    statement = (
+        update(outbox)
+        .where(outbox.c.subscriber_id == subscriber_id, outbox.c.state == "sending")
+        .values(
+            state=case(
+                (cancelled, literal("cancelled")),
+                (outbox.c.attempts > 1, literal("retry")),
+                else_=literal("queued"),
+            ),
+            error=case((cancelled, literal(EDITION_CANCELLED)), else_=outbox.c.error),
+            attempts=outbox.c.attempts - 1,
+            claimed_by=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return int(conn.execute(statement).rowcount or 0)
 
 
 def remember_erased(conn: Connection, email_hash: str, now: datetime) -> None:
@@ -181,9 +245,26 @@ def subscribers_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, Subscri
 
 
 def mark_bounced(conn: Connection, subscriber_ids: Sequence[int], reason: str, now: datetime) -> None:
-    if subscriber_ids:
+    """Mark these subscribers bounced, each with a ``bounce`` consent event (once: one already bounced
+    is left as it is)."""
+    newly = _not_yet(conn, subscriber_ids, "bounced")
+    if newly:
         conn.execute(
             update(subscribers)
-            .where(subscribers.c.id.in_(list(subscriber_ids)))
+            .where(subscribers.c.id.in_(newly))
             .values(status="bounced", bounce_reason=reason, updated_at=now)
         )
+        add_consent_events(
+            conn, [ConsentEvent(i, "bounce", now, source="delivery", note=reason) for i in newly]
+        )
+
+
+def _not_yet(conn: Connection, ids: Sequence[int], status: str) -> list[int]:
+    """Those of ``ids`` whose status is not ``status`` yet."""
+    found: list[int] = []
+    for part in chunks(list(ids)):
+        query = select(subscribers.c.id).where(
+            subscribers.c.id.in_(list(part)), subscribers.c.status != status
+        )
+        found += conn.execute(query).scalars().all()
+    return sorted(found)

@@ -6,6 +6,7 @@ The functions live in one module per aggregate (``engine``, ``items``, ``edition
 
 from __future__ import annotations
 
+from imk_outreach.db.consent import *  # noqa: F403
 from imk_outreach.db.editions import *  # noqa: F403
 from imk_outreach.db.engine import *  # noqa: F403
 from imk_outreach.db.items import *  # noqa: F403
@@ -14,3 +15,4 @@ from imk_outreach.db.people import *  # noqa: F403
 from imk_outreach.db.processes import *  # noqa: F403
 from imk_outreach.db.records import *  # noqa: F403
 from imk_outreach.db.schedule import *  # noqa: F403
+from imk_outreach.db.signups import *  # noqa: F403

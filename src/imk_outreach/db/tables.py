@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -182,6 +183,8 @@ erased_addresses = Table(
     Column("erased_at", UTCDateTime, nullable=False),
 )
 
+CONFIRMATIONS = "edition_id IS NULL"
+
 outbox = Table(
     "outbox",
     metadata,
@@ -203,6 +206,15 @@ outbox = Table(
     UniqueConstraint("edition_id", "channel", "subscriber_id", name="uq_outbox_edition_channel_recipient"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
     Index("ix_outbox_subscriber", "subscriber_id"),
+    # Confirmation mails (no edition), by state: the ones waiting are claimed first, so a sign-up
+    # during a campaign of 100,000 is not answered after it. Partial: a campaign's rows are not in it.
+    Index(
+        "ix_outbox_confirmations",
+        "state",
+        "next_attempt_at",
+        sqlite_where=text(CONFIRMATIONS),
+        postgresql_where=text(CONFIRMATIONS),
+    ),
 )
 
 app_settings = Table(
@@ -301,4 +313,20 @@ consent_events = Table(
     Column("detail", Text),  # JSON: what changed (lists, language), the reply of a bounce
     Index("ix_consent_events_subscriber", "subscriber_id", "id"),
     sqlite_autoincrement=True,
+)
+
+
+# Web sign-ups of the last while, for the limits against mail bombing (services/throttle.py): one row
+# per sign-up let through, with keyed hashes of the client's network and of the mailbox (never the IP
+# or the address); rows older than the longest limit's window are deleted by the next sign-up.
+signup_attempts = Table(
+    "signup_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("client_key", String(64)),
+    Column("mailbox_key", String(64), nullable=False),
+    Index("ix_signup_attempts_at", "at"),
+    Index("ix_signup_attempts_client", "client_key", "at"),
+    Index("ix_signup_attempts_mailbox", "mailbox_key", "at"),
 )

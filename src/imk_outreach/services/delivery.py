@@ -5,7 +5,8 @@ recipient left before it went out) or ``unknown``; the Message-ID derives from t
 after a crash carries the same id. A live loop keeps its leases alive (:class:`LeaseKeeper`), so only a
 dead worker's rows come back: within ``smtp.lease``, or at once when a process of the same host sees
 that the holder is gone. A stop (``stop`` Event) ends claiming, gives the messages in flight
-``smtp.stop_grace``, and releases the rest unsent.
+``smtp.stop_grace``, and releases the rest unsent. Confirmation mails (rows without an edition) go the
+same way, claimed first; :mod:`~imk_outreach.services.confirm_mail` builds them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from imk_outreach.publishers.base import Outcome, PublishError, SendResult
 from imk_outreach.publishers.smtp_async import Aborted, AsyncSmtpSender
 from imk_outreach.render.email import PLACEHOLDERS, greeting
 from imk_outreach.render.message import MessageTemplate, format_date
-from imk_outreach.services import tokens
+from imk_outreach.services import confirm_mail, tokens
 from imk_outreach.services.database import dispose_all, engine_for
 from imk_outreach.services.delivery_errors import normalise_error
 from imk_outreach.services.leases import LeaseKeeper, loop_process
@@ -279,30 +280,42 @@ class _Loop:
         self._progress(progress, due_by)
 
     def _submit(self, sender: AsyncSmtpSender, batch: list[Delivery]) -> _InFlight:
+        """Hand the batch to the SMTP sessions: newsletters from their edition's frozen template,
+        confirmation mails (no edition, see :mod:`confirm_mail`) built for the subscriber as they are."""
         settings = self.settings
         with self.engine.connect() as conn:
             recipients = store.subscribers_by_id(
                 conn, [d.subscriber_id for d in batch if d.subscriber_id is not None]
             )
-            lists = store.edition_lists(conn, list({d.edition_id for d in batch}))
+            lists = store.edition_lists(conn, list({d.edition_id for d in batch if d.edition_id is not None}))
             templates = _templates(settings, conn, self.cache, batch, lists)
         flight = _InFlight(batch, DeliverReport(batches=1), [], [])
-        date = format_date(self.clock())  # once per batch, not per recipient
+        now = self.clock()
+        date = format_date(now)  # once per batch, not per recipient
         for delivery in batch:
             subscriber = (
                 recipients.get(delivery.subscriber_id) if delivery.subscriber_id is not None else None
             )
-            reason = _not_deliverable(subscriber, lists.get(delivery.edition_id))
+            edition_id = delivery.edition_id
+            if edition_id is None:
+                reason = confirm_mail.not_due(subscriber)
+            else:
+                reason = _not_deliverable(subscriber, lists.get(edition_id))
             if reason is not None:
                 flight.results.append({"id": delivery.id, "state": "cancelled", "error": reason})
                 flight.report.cancelled += 1
                 continue
             assert subscriber is not None
-            message_id = _message_id(self.secret, settings, delivery)
-            template = templates[(delivery.edition_id, delivery.language)]
-            build = functools.partial(
-                render_for, settings, self.secret, template, subscriber, message_id, date
-            )
+            build: Callable[[], bytes]
+            if edition_id is None:
+                message_id = confirm_mail.message_id(self.secret, settings, delivery)
+                build = confirm_mail.builder(settings, self.secret, subscriber, message_id, now)
+            else:
+                message_id = _message_id(self.secret, settings, delivery)
+                template = templates[(edition_id, delivery.language)]
+                build = functools.partial(
+                    render_for, settings, self.secret, template, subscriber, message_id, date
+                )
             future = sender.submit(settings.sender.email, subscriber.email, build)
             flight.jobs.append(_Job(delivery, subscriber, message_id, future))
         return flight
@@ -343,7 +356,7 @@ def _settle(
         store.mark_deliveries(conn, worker, flight.results, clock())
         flight.report.released += store.release_deliveries(conn, worker, clock(), unsent)
         store.mark_bounced(conn, bounced, "permanent delivery failure (5.1.x)", clock())
-        _finish_editions(conn, {d.edition_id for d in flight.batch})
+        _finish_editions(conn, {d.edition_id for d in flight.batch if d.edition_id is not None})
     if refused is not None:
         raise refused
     return flight.report
@@ -426,8 +439,11 @@ def _templates(
     batch: list[Delivery],
     lists: dict[int, str],
 ) -> dict[tuple[int, str], MessageTemplate]:
-    """The MIME structure per (edition, language), built once per worker process."""
+    """The MIME structure per (edition, language), built once per worker process (confirmation mails,
+    without an edition, have none)."""
     for delivery in batch:
+        if delivery.edition_id is None:
+            continue
         key = (delivery.edition_id, delivery.language)
         if key not in cache:
             messages = store.get_edition_messages(conn, delivery.edition_id)

@@ -131,7 +131,12 @@ def mail_tour(
     """Import the sample subscribers, approve and queue the campaign, and deliver it to a local mail
     capture (a real SMTP server writing a Maildir under var/demo/mail)."""
     maildir = settings.resolve_path("var/demo/mail")
-    imported = subscriptions.import_csv(settings, settings.resolve_path(subscribers_csv), status="confirmed")
+    imported = subscriptions.import_csv(
+        settings,
+        settings.resolve_path(subscribers_csv),
+        status="confirmed",
+        consent_note="made-up sample people of the demo",
+    )
     count = imported.imported + imported.updated + imported.unchanged
     result = compose.compose(settings, campaign)
     if result.edition is None:

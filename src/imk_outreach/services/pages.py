@@ -18,7 +18,7 @@ from imk_outreach.services.subscriptions import list_labels
 from imk_outreach.services.tokens import CONFIRM_MAX_AGE
 
 PAGES = ("subscribe", "confirm", "preferences", "unsubscribe", "message")
-MESSAGE_KINDS = ("check_inbox", "confirmed", "invalid_link", "unavailable", "error")
+MESSAGE_KINDS = ("check_inbox", "confirmed", "invalid_link", "unavailable", "error", "bad_request")
 
 
 @cache

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,12 +18,10 @@ from imk_outreach.config import Settings
 from imk_outreach.db import store
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Subscriber
-from imk_outreach.publishers.base import Outcome, PublishError
-from imk_outreach.publishers.smtp import SmtpSender
 from imk_outreach.render.env import render_template
 from imk_outreach.render.message import MessageTemplate, format_date
 from imk_outreach.services import tokens
-from imk_outreach.services.mailserver import sender_domain, smtp_options
+from imk_outreach.services.mailserver import sender_domain
 from imk_outreach.services.rendering import template_env
 
 log = logging.getLogger(__name__)
@@ -45,8 +43,25 @@ EXPORT_FIELDS = (
 )
 RESEND_AFTER = timedelta(minutes=10)  # a pending address gets the confirmation again at most this often
 MAX_NAME = 200
+MAX_ADDRESS = 254  # RFC 5321 4.5.3.1.3: a path is at most 256 octets, angle brackets included
+# Trimmed from both ends: ASCII white space and the Unicode spaces (category Zs, such as the no-break
+# space that a copy from a web page brings along).
+_BLANKS = (
+    " \t\n\r\f\v\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u202f\u205f\u3000"
+)
+_REFUSED_CATEGORIES = {  # Unicode general category -> what the error message calls it
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Cs": "a byte that is not UTF-8 text",
+}
 
-SignupOutcome = Literal["mailed", "already_confirmed", "recently_mailed"]
+# What a sign-up did (the web page is the same for all but the two busy ones, see services/throttle.py).
+SignupOutcome = Literal[
+    "queued", "already_confirmed", "recently_mailed", "limited_mailbox", "limited_client", "limited_overall"
+]
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -109,13 +124,16 @@ class MailError(SubscriptionError):
 
 
 def check_address(email: str) -> str:
-    """The address in its normalised form (domain lower-cased, IDNA for the check).
+    """The address in its normalised form (domain lower-cased, IDNA for the check). Spaces, tabs and
+    line breaks around it are dropped; see :func:`check_text` for the characters refused.
 
     :raises InputError: not a valid address; the reason says why.
     """
-    text = email.strip()
+    text = check_text("email", "address", email)
     if not text:
         raise InputError("email", email, "empty address")
+    if len(text) > MAX_ADDRESS:
+        raise InputError("email", email, f"address longer than {MAX_ADDRESS} characters")
     try:
         return validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
@@ -154,57 +172,47 @@ def check_lists(settings: Settings, lists: Iterable[str], default: bool) -> tupl
 
 
 def check_name(name: str | None) -> str:
-    value = " ".join((name or "").split())
+    """The name as stored: NFC-normalised, runs of spaces made one, at most ``MAX_NAME`` characters
+    (counted after normalising). Empty or None is an empty name.
+
+    :raises InputError: a refused character (see :func:`check_text`) or too long.
+    """
+    value = " ".join(unicodedata.normalize("NFC", check_text("name", "name", name or "")).split())
     if len(value) > MAX_NAME:
         raise InputError("name", value, f"name longer than {MAX_NAME} characters")
     return value
+
+
+def check_text(field: str, label: str, value: str) -> str:
+    """``value`` without the spaces, tabs and line breaks around it, checked for characters that have
+    no place in a name or an address: control characters (Unicode category Cc, NUL and ESC
+    included), invisible format characters (Cf: zero-width spaces and joiners, soft hyphen, the bidi
+    overrides that make a name read backwards), line and paragraph separators (Zl, Zp) and lone
+    surrogates (Cs: undecodable bytes from a terminal or a file). They cannot be typed into the form,
+    break mail headers and CSV files, and PostgreSQL refuses NUL; no exception is made for any of them.
+
+    :raises InputError: such a character, named with its code point and position.
+    """
+    text = value.strip(_BLANKS)
+    for position, char in enumerate(text, 1):
+        kind = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+        if kind is not None:
+            code = f"U+{ord(char):04X} {unicodedata.name(char, '')}".rstrip()
+            hint = "; check the encoding of the file or terminal" if kind == _REFUSED_CATEGORIES["Cs"] else ""
+            raise InputError(field, value, f"{label} contains {kind} ({code}) at position {position}{hint}")
+    return text
 
 
 # -- mail ------------------------------------------------------------------------------------------
 
 
 class Mailer(Protocol):
-    """Sends one ready-made message."""
+    """Sends one ready-made message. No sign-up sends inside a request any more (the confirmation mail
+    goes through the outbox, see :func:`queue_confirmation`); kept for the web app's signature."""
 
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
         """:raises MailError: the server did not accept it."""
         ...
-
-
-class SmtpMailer:
-    """The default mailer: ``publishers.smtp.SmtpSender`` configured from ``settings.smtp`` (DKIM
-    included), connected on the first mail and kept for the rest of a batch."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._sender: SmtpSender | None = None
-
-    def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
-        try:
-            if self._sender is None:
-                self._sender = SmtpSender(smtp_options(self._settings))
-            result = self._sender.send(envelope_from, recipient, data)
-        except PublishError as exc:
-            raise MailError(recipient, str(exc)) from exc
-        if result.outcome != Outcome.SENT:
-            raise MailError(recipient, result.reply)
-
-    def close(self) -> None:
-        if self._sender is not None:
-            self._sender.close()
-            self._sender = None
-
-
-@contextmanager
-def _mailing(settings: Settings, mailer: Mailer | None) -> Iterator[Mailer]:
-    if mailer is not None:
-        yield mailer
-        return
-    default = SmtpMailer(settings)
-    try:
-        yield default
-    finally:
-        default.close()
 
 
 def _localized(values: dict[str, str], language: str) -> str:
@@ -222,15 +230,23 @@ def labels_of(settings: Settings, language: str, names: Iterable[str]) -> list[s
     return [label for name, label in list_labels(settings, language).items() if name in wanted]
 
 
-def confirmation_message(settings: Settings, secret: str, subscriber: Subscriber, now: datetime) -> bytes:
+def confirmation_message(
+    settings: Settings, secret: str, subscriber: Subscriber, now: datetime, message_id: str | None = None
+) -> bytes:
     """The confirmation mail of ``subscriber`` in their language: the link, the lists, nothing else.
 
+    Nothing in it was typed by the person who signed up but the address it goes to: no name in the
+    greeting nor in ``To:``, since anyone can sign up someone else's address with a "name" that is a
+    message to them. (``name`` stays in the templates' context, always empty, so older staff copies of
+    the templates still render.)
+
+    :param message_id: the ``Message-ID`` (the outbox row's); default a random one.
     :raises TemplateError: a confirmation template is broken.
     """
     language = subscriber.language
     labels = list_labels(settings, language)
     context = {
-        "name": subscriber.name,
+        "name": "",
         "email": subscriber.email,
         "confirm_url": tokens.confirm_url(settings, secret, subscriber, now),
         "lists": labels_of(settings, language, subscriber.lists),
@@ -258,8 +274,8 @@ def confirmation_message(settings: Settings, secret: str, subscriber: Subscriber
     )
     return template.render(
         to_email=subscriber.email,
-        to_name=subscriber.name,
-        message_id=f"<confirm.{subscriber.id}.{secrets.token_hex(8)}@{domain}>",
+        to_name="",
+        message_id=message_id or f"<confirm.{subscriber.id}.{secrets.token_hex(8)}@{domain}>",
         date=format_date(now),
         values={},
         unsubscribe_url=tokens.unsubscribe_url(settings, secret, subscriber),
@@ -267,16 +283,14 @@ def confirmation_message(settings: Settings, secret: str, subscriber: Subscriber
     )
 
 
-def _send_confirmation(
-    settings: Settings, mailer: Mailer, secret: str, subscriber: Subscriber, now: datetime
-) -> None:
-    """Build and send the confirmation mail.
-
-    :raises MailError: the server did not accept it.
-    """
-    data = confirmation_message(settings, secret, subscriber, now)
-    mailer.send(settings.sender.email, subscriber.email, data)
-    log.info("confirmation mail sent to subscriber %s", subscriber.id)
+def queue_confirmation(conn: Connection, subscriber: Subscriber, now: datetime) -> None:
+    """Queue the confirmation mail of a stored subscriber in the caller's transaction: an outbox row
+    without an edition (channel ``confirm``) that the delivery loop of ``deliver``, ``worker`` and
+    ``run`` sends, built then, with the retries of ``smtp.retry`` (a waiting one of theirs is replaced).
+    Nothing is sent here, so a mail server that is down delays the mail but fails nothing."""
+    assert subscriber.id is not None
+    store.queue_confirmation(conn, subscriber.id, subscriber.language, now)
+    log.info("confirmation mail queued for subscriber %s", subscriber.id)
 
 
 def _unsubscribed(conn: Connection, subscriber: Subscriber, now: datetime) -> Subscriber:

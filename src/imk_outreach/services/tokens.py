@@ -7,8 +7,12 @@
   tokens, made for every recipient of every mail, are a cheaper ``id.digest.signature`` HMAC.
   Each purpose has its own salt or key (``confirm``, ``unsubscribe``, ``preferences``): a token made
   for one purpose never passes as another. Its payload is the subscriber id plus a keyed digest of
-  the address (never the address, which would be readable in the URL), so the token dies when the
-  subscriber is erased or the address changes.
+  the address and the row's ``token_nonce`` (never the address, which would be readable in the URL), so
+  the token dies when the subscriber is erased or the address changes, and stays dead when the same
+  address signs up again into a reused row id: the new row has a new random nonce.
+* Tokens made before the nonce existed (digest of the address alone) still pass, so links in mails
+  already sent keep working, but only for an address that was never erased: a re-used id with a
+  returning address is exactly the case the nonce is for.
 * Confirm tokens expire after :data:`CONFIRM_MAX_AGE`; unsubscribe and preference links are in every
   mail and do not expire.
 * ``ip_hash`` and ``address_hash`` are HMAC-SHA256 with the secret key: the consent evidence keeps no IP
@@ -29,6 +33,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import Connection
 
 from imk_outreach.config import Settings, reveal
 from imk_outreach.db import store
@@ -99,7 +104,12 @@ def address_hash(secret: str, email: str) -> str:
     return _keyed(secret, "erased", store.email_key(email))
 
 
-def _address_digest(secret: str, email: str) -> str:
+def _address_digest(secret: str, email: str, nonce: str | None) -> str:
+    return _keyed(secret, "token-nonce", f"{nonce or ''}:{store.email_key(email)}")[:16]
+
+
+def _legacy_digest(secret: str, email: str) -> str:
+    """The digest of tokens made before ``token_nonce``: the address alone."""
     return _keyed(secret, "token", store.email_key(email))[:16]
 
 
@@ -125,7 +135,7 @@ def make_token(secret: str, purpose: Purpose, subscriber: Subscriber, now: datet
     """A token for ``purpose`` naming ``subscriber`` (which must have an id), issued at ``now``."""
     if subscriber.id is None:
         raise ValueError("a token needs a stored subscriber (id is None)")
-    digest = _address_digest(secret, subscriber.email)
+    digest = _address_digest(secret, subscriber.email, subscriber.token_nonce)
     if MAX_AGE[purpose] is None:
         return _lasting_token(secret, purpose, subscriber.id, digest)
     payload = [subscriber.id, digest]
@@ -189,10 +199,24 @@ def _fresh(purpose: Purpose, issued: datetime, now: datetime) -> bool:
 
 
 def holds_for(secret: str, claim: Claim, subscriber: Subscriber | None) -> bool:
-    """Whether the claim names this subscriber with their current address."""
+    """Whether the claim names this subscriber row (its nonce) with their current address."""
     if subscriber is None or subscriber.id != claim.subscriber_id:
         return False
-    return hmac.compare_digest(claim.address_digest, _address_digest(secret, subscriber.email))
+    expected = _address_digest(secret, subscriber.email, subscriber.token_nonce)
+    return hmac.compare_digest(claim.address_digest, expected)
+
+
+def claim_holds(conn: Connection, secret: str, claim: Claim, subscriber: Subscriber | None) -> bool:
+    """:func:`holds_for`, or a token made before ``token_nonce`` for an address never erased (one that
+    was may be back under a reused id: its old links must stay dead). The erased addresses' hashes are
+    never removed, which this relies on."""
+    if holds_for(secret, claim, subscriber):
+        return True
+    if subscriber is None or subscriber.id != claim.subscriber_id:
+        return False
+    if not hmac.compare_digest(claim.address_digest, _legacy_digest(secret, subscriber.email)):
+        return False
+    return not store.is_erased(conn, address_hash(secret, subscriber.email))
 
 
 def url(

@@ -22,7 +22,6 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 import soupsieve
 from bs4 import BeautifulSoup, Tag
@@ -31,6 +30,7 @@ from bs4.dammit import EncodingDetector
 from imk_outreach.errors import SourceError
 from imk_outreach.models import Document, ParseResult, RawEntry, SourceSpec
 from imk_outreach.sources.base import charset_of
+from imk_outreach.sources.urls import join_url
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,18 @@ def _codec(label: str) -> str | None:
 
 
 def _base_url(soup: BeautifulSoup, doc_base: str) -> str:
-    """``<base href>`` resolved against the document URL, else the document URL."""
+    """``<base href>`` resolved against the document URL, else (also when it is no valid URL) the
+    document URL. Links and images stay as found: normalisation resolves and checks them."""
     base = soup.find("base", href=True)
     if isinstance(base, Tag):
         href = str(base.get("href") or "").strip()
+        joined = join_url(doc_base, href) if href else None
+        if joined:
+            return joined
         if href:
-            return urljoin(doc_base, href)
+            log.warning(
+                "page %s: <base href=%r> is not a valid URL; links resolve against the page", doc_base, href
+            )
     return doc_base
 
 

@@ -1,14 +1,22 @@
 """The ``jsonfeed`` adapter: JSON Feed 1.0 and 1.1 (https://www.jsonfeed.org/version/1.1/).
 
-Nothing is normalised here: URLs stay as found (``home_page_url`` is the base for relative ones), HTML
-stays unsanitised, and a date that is not RFC 3339 with a time zone stays a string.
+Nothing is normalised here: URLs stay as found (``home_page_url`` is the base for relative ones; an
+unusable one makes normalisation skip that item with a warning), HTML stays unsanitised, and a date that
+is not RFC 3339 with a time zone stays a string.
+
+JSON Feed titles are plain text, but feeds often write entities (``&#8217;``) into them; as for RSS
+(rss_entry.py) a title that looks like HTML is read as HTML, any other is handed on escaped, so
+``Using the <canvas> element`` keeps its word. A JSON string can hold a lone surrogate, which is no text
+(and which the HTML sanitiser and the database refuse); in text fields it becomes U+FFFD.
 """
 
 from __future__ import annotations
 
 import codecs
+import html as html_text
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,10 +25,13 @@ from typing import Any, Literal
 from imk_outreach.errors import SourceError
 from imk_outreach.models import Document, ParseResult, RawEntry, SourceSpec
 from imk_outreach.sources.base import charset_of
+from imk_outreach.sources.rss_entry import looks_like_html
+from imk_outreach.sources.urls import is_reference
 
 logger = logging.getLogger(__name__)
 
 NOT_A_JSON_FEED = "not a JSON Feed"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JsonFeedError(Exception):
@@ -60,7 +71,7 @@ def parse_json_feed(body: bytes, content_type: str | None = None) -> ParseResult
     """
     feed = _feed_object(_load(_decode(body, content_type)))
     items = feed["items"]
-    language = _string(feed.get("language"))
+    language = _text(feed.get("language"))
     entries, skipped = _entries(items, language)
     warnings = (
         (f"skipped {skipped.total} of {len(items)} items ({skipped.describe()})",) if skipped.total else ()
@@ -68,8 +79,17 @@ def parse_json_feed(body: bytes, content_type: str | None = None) -> ParseResult
     return ParseResult(
         entries=entries,
         warnings=warnings,
-        base_url=_string(feed.get("home_page_url")) or _string(feed.get("feed_url")),
+        base_url=_base(feed),
     )
+
+
+def _base(feed: Mapping[str, Any]) -> str | None:
+    """``home_page_url``, else ``feed_url``: the first that is a well-formed URL (a broken one is no base)."""
+    for key in ("home_page_url", "feed_url"):
+        url = _string(feed.get(key))
+        if url and is_reference(url):
+            return url
+    return None
 
 
 def _decode(body: bytes, content_type: str | None) -> str:
@@ -164,35 +184,52 @@ def _entry(item: Mapping[str, Any], feed_language: str | None) -> RawEntry | Non
     summary, summary_format = _summary(item)
     return RawEntry(
         link=link,
-        title=_string(item.get("title")),
+        title=_title(item.get("title")),
         summary=summary,
         published=_date(item.get("date_published")) or _date(item.get("date_modified")),
         image=_string(item.get("image")) or _string(item.get("banner_image")),
         tags=_tags(item.get("tags")),
-        language=_string(item.get("language")) or feed_language,
+        language=_text(item.get("language")) or feed_language,
         summary_format=summary_format,
     )
 
 
 def _summary(item: Mapping[str, Any]) -> tuple[str | None, Literal["html", "text"]]:
     """``content_html``, else ``content_text``, else ``summary`` (plain text in JSON Feed)."""
-    html = _string(item.get("content_html"))
+    html = _text(item.get("content_html"))
     if html:
         return html, "html"
-    text = _string(item.get("content_text")) or _string(item.get("summary"))
+    text = _text(item.get("content_text")) or _text(item.get("summary"))
     return text, "text"
 
 
 def _string(value: Any) -> str | None:
+    """A string value as found, stripped (URLs: normalisation judges them); None if empty or no string."""
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
 
 
+def _text(value: Any) -> str | None:
+    """A text value, stripped, with lone surrogates as U+FFFD."""
+    text = _string(value)
+    if text is None or text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _title(value: Any) -> str | None:
+    """The title as HTML: one that looks like HTML as it is, plain text escaped."""
+    title = _text(value)
+    if title is None or looks_like_html(title):
+        return title
+    return html_text.escape(title, quote=False)
+
+
 def _tags(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
-    return tuple(dict.fromkeys(tag for tag in (_string(v) for v in value) if tag))
+    return tuple(dict.fromkeys(tag for tag in (_text(v) for v in value) if tag))
 
 
 def _date(value: Any) -> datetime | str | None:

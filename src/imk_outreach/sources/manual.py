@@ -17,8 +17,10 @@ source's language, else the first language given for ``title``; the others becom
 date means midnight local time. Without ``published`` the item is dated when it is first gathered.
 
 Each invalid item is skipped with one warning per problem, naming file, line and key path
-(``cluster-news.yaml:14: [2].title: required``); the valid items of the file are kept. A file with a YAML
-syntax error is skipped with a warning; the source fails only when no file could be read at all.
+(``cluster-news.yaml:14: [2].title: required``; a key written twice in an item is one); the valid items
+of the file are kept. A file with a YAML syntax error, or past the limits of :mod:`imk_outreach.yamlfile`
+(over a megabyte, an alias bomb), is skipped with a warning; the source fails only when no file could be
+read at all.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def read_file(name: str, data: bytes, language: str) -> tuple[list[RawEntry], li
     problems: list[str] = []
     for index, raw in enumerate(yaml_doc.data):
         reader = _ItemReader(yaml_doc, index, language)
+        reader.errors += [_located(e) for e in yaml_doc.duplicate_errors((index,))]
         entry = reader.read(raw)
         problems.extend(str(error) for error in reader.errors)
         if entry is not None:
@@ -127,6 +130,12 @@ def _error(doc: YamlDocument, path: KeyPath, message: str) -> ConfigError:
     """A problem at ``path``, located as ``file:line`` (the line of the deepest key that exists)."""
     found = doc.locate(path)
     return ConfigError(Location(found.path, found.line), format_key_path(path), message)
+
+
+def _located(error: ConfigError) -> ConfigError:
+    """The error as ``file:line`` (without the column), like the other warnings of this source."""
+    where = Location(error.location.path, error.location.line)
+    return ConfigError(where, error.key_path, error.message, error.hint)
 
 
 @dataclass

@@ -34,13 +34,23 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
-from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlunsplit
 
 import nh3
 from markdown_it import MarkdownIt
 
 from imk_outreach.models import NewsItem, ParseResult, RawEntry, RawText, SourceSpec, Translation
 from imk_outreach.sources.dates import parse_date
+from imk_outreach.sources.urls import (
+    DEFAULT_PORTS,
+    ascii_host,
+    is_reference,
+    join_url,
+    shown,
+    split_url,
+    url_problem,
+    web_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +76,10 @@ _TRACKING_EXACT = frozenset(
     }
 )  # fmt: skip
 _TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "piwik_")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_HOST_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 # Characters left as they are when percent-encoding path and query: RFC 3986 reserved and unreserved
 # characters and "%" (so existing escapes stay).
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 _BLOCK_TAG_RE = re.compile(r"<(?=/?(?:br|p|div|li|h[1-6]|blockquote|tr|td|th)\b)", re.IGNORECASE)
-_ABSOLUTE_HTTP = re.compile(r"https?://[^/?#]", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[^>]*>")
 _TITLE_FROM_SUMMARY_CHARS = 80
 _SHORT_KEYWORD = 4
@@ -81,23 +88,16 @@ _markdown = MarkdownIt("commonmark", {"html": False})
 
 
 # --- URLs -------------------------------------------------------------------------------------------
+# Every URL operation goes through sources/urls.py, whose helpers answer None instead of raising.
 
 
 def absolute_url(url: str | None, base: str | None = None) -> str | None:
-    """``url`` resolved against ``base``, if the result is an http(s) URL with a host; else None.
+    """``url`` resolved against ``base`` if the result is a web URL (see sources/urls.py), else None.
 
     Scheme and host are lower-cased; nothing else changes (image URLs keep their query).
     """
-    if not url or not url.strip():
-        return None
-    url = url.strip()
-    # urljoin is the slow part; an absolute http(s) URL needs no base.
-    joined = urljoin(base, url) if base and not _ABSOLUTE_HTTP.match(url) else url
-    try:
-        parts = urlsplit(joined)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+    parts = web_url(url, base) if url else None
+    if parts is None:
         return None
     return urlunsplit(
         (parts.scheme.lower(), _lower_host(parts.netloc), parts.path, parts.query, parts.fragment)
@@ -114,11 +114,14 @@ def image_url(url: str | None, base: str | None = None) -> str | None:
     if resolved is not None or not url or not base or not base.startswith("file:"):
         return resolved
     path = url.strip()
-    try:
-        relative = bool(path) and not urlsplit(path).scheme and not path.startswith(("/", "\\"))
-    except ValueError:
+    parts = split_url(path)
+    if not path or parts is None or parts.scheme or path.startswith(("/", "\\")):
         return None
-    return urljoin(base, quote(path)) if relative else None
+    try:
+        quoted = quote(path)
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    return join_url(base, quoted)
 
 
 def _lower_host(netloc: str) -> str:
@@ -132,49 +135,32 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
 
     :param url: the link as the source wrote it (may be relative or padded with whitespace).
     :param base: what a relative link resolves against.
-    :returns: the canonical URL, or None when it is not an absolute http(s) URL with a valid host/port.
+    :returns: the canonical URL, or None when it is no web URL (:func:`urls.url_problem` says why).
     """
-    resolved = absolute_url(url, base)
-    if resolved is None:
+    parts = web_url(url, base)
+    if parts is None:
         return None
-    parts = urlsplit(resolved)
-    netloc = _canonical_netloc(parts.scheme, parts.netloc)
+    scheme = parts.scheme.lower()
+    netloc = _canonical_netloc(scheme, parts)
     if netloc is None:
         return None
     path = quote(parts.path, safe=_URL_SAFE) or "/"
     query = _strip_tracking(parts.query)
-    return urlunsplit((parts.scheme, netloc, path, query, ""))
+    return urlunsplit((scheme, netloc, path, query, ""))
 
 
-def _canonical_netloc(scheme: str, netloc: str) -> str | None:
+def _canonical_netloc(scheme: str, parts: SplitResult) -> str | None:
     """Host in lower case (IDN as punycode) and the port unless it is the scheme's default."""
-    parts = urlsplit(f"{scheme}://{netloc}")
-    try:
-        port = parts.port
-    except ValueError:
+    raw = parts.hostname or ""
+    host = f"[{raw}]" if ":" in raw else ascii_host(raw)  # web_url checked both kinds
+    if host is None:
         return None
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    else:
-        host = _punycode(host.rstrip("."))
-        if not _HOST_RE.fullmatch(host):
-            return None
-    userinfo = netloc.rpartition("@")[0]
+    userinfo = parts.netloc.rpartition("@")[0]
     text = f"{userinfo}@{host}" if userinfo else host
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
+    port = parts.port
+    if port is not None and port != DEFAULT_PORTS[scheme]:
         text += f":{port}"
     return text
-
-
-def _punycode(host: str) -> str:
-    """An internationalised host name in its ASCII form (``bücher.de`` -> ``xn--bcher-kva.de``)."""
-    if host.isascii():
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
 
 
 def _strip_tracking(query: str) -> str:
@@ -297,10 +283,10 @@ def normalize_entry(
     :param tz: the zone of dates without an offset.
     :returns: the item, or None when the entry has no usable http(s) link.
     """
-    base = entry.base_url or doc_base
+    base = _base(entry.base_url, doc_base)
     url = canonical_url(entry.link, base) if entry.link else None
     if url is None:
-        log.debug("source %s: entry %r has no usable link (%r), skipped", spec.name, entry.title, entry.link)
+        _log_unusable_link(entry, spec, base)
         return None
     language = _language(entry.language) or spec.language
     summary_html = summary_to_html(entry.summary or "", entry.summary_format, base)
@@ -318,11 +304,57 @@ def normalize_entry(
         published_at=published,
         language=language,
         tags=_tags(spec.tags, entry.tags, match_tags("\n".join(texts), tagging)),
-        image=image_url(entry.image, base),
+        image=_image(entry, spec, base),
         date_estimated=estimated,
         translations=translations,
         sources=(spec.name,),
     )
+
+
+def _base(own: str | None, fallback: str | None) -> str | None:
+    """A base the source gave (``xml:base``, ``<base href>``, ``home_page_url``), itself resolved against
+    the one it overrides; that one when it is no well-formed URL."""
+    if not own or not is_reference(own):
+        return fallback
+    return (join_url(fallback, own) or own) if fallback else own
+
+
+def _log_unusable_link(entry: RawEntry, spec: SourceSpec, base: str | None) -> None:
+    """An entry without a link is logged quietly; one whose link is unusable gets a warning saying why."""
+    if not entry.link or not entry.link.strip():
+        log.debug("source %s: entry %s has no link, skipped", spec.name, _entry_name(entry))
+        return
+    reason = url_problem(entry.link, base) or "it is not an http(s) address"
+    log.warning(
+        "source %s: entry %s skipped: its link %s cannot be used (%s)",
+        spec.name,
+        _entry_name(entry),
+        shown(entry.link),
+        reason,
+    )
+
+
+def _image(entry: RawEntry, spec: SourceSpec, base: str | None) -> str | None:
+    """The entry's image URL; an unusable one is left out (the item keeps everything else)."""
+    url = image_url(entry.image, base)
+    if url is None and entry.image and entry.image.strip():
+        reason = url_problem(entry.image, base) or "it is not an http(s) address"
+        log.info(
+            "source %s: entry %s: image %s left out (%s)",
+            spec.name,
+            _entry_name(entry),
+            shown(entry.image),
+            reason,
+        )
+    return url
+
+
+def _entry_name(entry: RawEntry) -> str:
+    """How a log line names an entry: its plain title in quotes (cut at 60 characters)."""
+    title = plain_text(entry.title or "")
+    if title:
+        return repr(title if len(title) <= 60 else title[:60] + "…")
+    return "without a title"
 
 
 def _sanitized_text(summary_html: str) -> str:
@@ -398,7 +430,7 @@ def normalize_all(
     :param doc_base: the document's base URL; ``result.base_url`` (e.g. from ``<base href>``) wins.
     :returns: the items, and how many entries were skipped for lack of a usable link.
     """
-    base = result.base_url or doc_base
+    base = _base(result.base_url, doc_base)
     items: dict[str, NewsItem] = {}
     skipped = 0
     for entry in result.entries:

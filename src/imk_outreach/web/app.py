@@ -3,37 +3,31 @@ globals), so tests and several apps in one process do not interfere.
 
 Core errors become HTTP status here and only here: an invalid link (tampered, expired, another
 purpose, unknown subscriber) is 404 with one neutral page; a mail server or database that does not
-answer is 503; any other product error is 500. Every response carries headers that keep the pages
-self-contained (no third-party resource, no framing, no referrer: the URLs hold tokens) and uncached.
+answer is 503; any other product error is 500. HTTP hygiene (security headers on every response, HEAD,
+neutral pages for unknown routes and refused requests, trusted host, same-origin sign-ups, the body
+cap) is :mod:`imk_outreach.web.hygiene`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 
 from imk_outreach.config import Settings
 from imk_outreach.errors import DatabaseError, ImkError
-from imk_outreach.services import pages
+from imk_outreach.services.redact import without_addresses
 from imk_outreach.services.subscriptions import InputError, InvalidTokenError, Mailer, MailError
-from imk_outreach.web import media, ops, public
+from imk_outreach.web import hygiene, media, ops, public
+from imk_outreach.web.hygiene import SECURITY_HEADERS
+
+__all__ = ["SECURITY_HEADERS", "create_app"]
 
 log = logging.getLogger(__name__)
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
 
 
 def _utc_now() -> datetime:
@@ -48,7 +42,9 @@ def create_app(
     :param mailer: sends the confirmation mails; None uses the SMTP server of ``settings.smtp``.
     :param clock: the current time (tests pass a fixed one to try expired links).
     """
-    app = FastAPI(title="imk-outreach", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="imk-outreach", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     app.state.public = public.Public(settings, mailer, clock)
     app.include_router(public.router)
     app.include_router(ops.router)
@@ -59,34 +55,20 @@ def create_app(
     app.add_exception_handler(MailError, _unavailable)
     app.add_exception_handler(DatabaseError, _unavailable)
     app.add_exception_handler(ImkError, _failed)
-    app.middleware("http")(_security_headers)
+    hygiene.install(app, settings)
     return app
 
 
 def _home(request: Request) -> RedirectResponse:
-    return RedirectResponse(request.url_for("subscribe_form").include_query_params(**request.query_params))
-
-
-async def _security_headers(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+    """To the sign-up form, built from ``public_url`` (never from the request's ``Host``)."""
+    settings = public.state_of(request).settings
+    language = request.query_params.get("lang")
+    query = f"?{urlencode({'lang': language})}" if language else ""
+    return RedirectResponse(f"{settings.public_url.rstrip('/')}/subscribe{query}")
 
 
 def _message(request: Request, kind: str, status: int) -> Response:
-    """A message page in the language the request asks for (never the subscriber's: the same
-    request gets the same body whatever the cause)."""
-    state = public.state_of(request)
-    language = public.language_for(request, state.settings)
-    try:
-        html = pages.render_page(state.settings, "message", language, {"kind": kind})
-    except Exception:  # noqa: BLE001 - the page itself may be what is broken; answer anyway
-        log.exception("message page %s cannot be rendered", kind)
-        return PlainTextResponse(f"{status}\n", status_code=status)
-    return HTMLResponse(html, status_code=status)
+    return hygiene.neutral_page(request, kind, status)
 
 
 async def _invalid_link(request: Request, exc: Exception) -> Response:
@@ -98,12 +80,12 @@ async def _bad_input(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
-    log.error("%s /%s: %s", request.method, _page(request), exc)
+    log.error("%s /%s: %s", request.method, _page(request), without_addresses(exc))  # a reply echoes it
     return _message(request, "unavailable", 503)
 
 
 async def _failed(request: Request, exc: Exception) -> Response:
-    log.error("%s /%s: %s", request.method, _page(request), exc)
+    log.error("%s /%s: %s", request.method, _page(request), without_addresses(exc))
     return _message(request, "error", 500)
 
 

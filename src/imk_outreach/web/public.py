@@ -7,7 +7,9 @@ scanners in mail systems open every link); every change is a POST.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +21,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from imk_outreach.config import Settings
 from imk_outreach.models import Subscriber
-from imk_outreach.services import pages, subscriptions
+from imk_outreach.services import pages, subscriptions, throttle
 from imk_outreach.services.subscriptions import InputError, Mailer
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def _subscribe_page(
 
 
 @router.post("/subscribe")
-def subscribe(
+async def subscribe(
     request: Request,
     email: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
@@ -123,13 +125,17 @@ def subscribe(
     lists: Annotated[list[str] | None, Form()] = None,
     website: Annotated[str, Form()] = "",
 ) -> HTMLResponse:
+    """A sign-up. Whatever the address's state, the answer is the same page after the same time (at
+    least ``signup.answer_time``), unless this client or everyone is over a limit (429)."""
     state = state_of(request)
     page_language = language_for(request, state.settings, language)
     if website.strip():  # the honeypot: people do not see this field, form-filling bots do
         log.info("sign-up ignored: honeypot field filled")
         return _page(state, "message", page_language, kind="check_inbox")
+    started = time.monotonic()
     try:
-        subscriptions.subscribe(
+        outcome = await run_in_threadpool(
+            subscriptions.subscribe,
             state.settings,
             email,
             name,
@@ -138,11 +144,18 @@ def subscribe(
             _client_ip(request),
             subscriptions.SOURCE_WEB,
             state.clock(),
-            state.mailer,
         )
     except InputError as exc:
         form = {"email": email, "name": name}
         return _subscribe_page(state, page_language, form, page_language, lists or [], exc.field)
+    wait = throttle.retry_after(state.settings, outcome)
+    if wait is not None:  # this client or everyone signed up too often: nothing about the address
+        busy = _page(state, "message", page_language, 429, kind="unavailable")
+        busy.headers["Retry-After"] = str(int(wait.total_seconds()))
+        return busy
+    # the same page whether the mail was queued, was not owed, or the mailbox had enough for today,
+    # and at the same time: the work for a new address takes longer than for a confirmed one
+    await asyncio.sleep(max(0.0, state.settings.signup.answer_time - (time.monotonic() - started)))
     return _page(state, "message", page_language, kind="check_inbox")
 
 

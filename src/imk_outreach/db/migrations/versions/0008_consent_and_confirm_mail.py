@@ -9,6 +9,7 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -46,6 +47,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_consent_events_subscriber", "consent_events", ["subscriber_id", "id"])
+    _events_from_rows(op.get_bind())
     op.add_column("subscribers", sa.Column("token_nonce", sa.String(32)))
     subscribers = sa.table("subscribers", sa.column("id", sa.Integer), sa.column("token_nonce", sa.String))
     conn = op.get_bind()
@@ -58,6 +60,69 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.alter_column("edition_id", existing_type=sa.Integer(), nullable=True)
     op.create_index("ix_outbox_subscriber", "outbox", ["subscriber_id"])
+
+
+_subscribers = sa.table(
+    "subscribers",
+    *(sa.column(name) for name in ("id", "language", "status", "ip_hash", "source", "consent_version")),
+    sa.column("bounce_reason"),
+    *(
+        sa.column(name, UTCDateTime)
+        for name in ("signup_at", "confirmed_at", "unsubscribed_at", "updated_at")
+    ),
+)
+_EVENT_COLUMNS = (
+    "subscriber_id",
+    "kind",
+    "ip_hash",
+    "consent_version",
+    "language",
+    "source",
+    "note",
+    "detail",
+)
+_events = sa.table(
+    "consent_events", *(sa.column(name) for name in _EVENT_COLUMNS), sa.column("at", UTCDateTime)
+)
+_FROM_ROW = '{"recorded": "from the subscriber row, before consent events were kept"}'
+
+
+def _events_from_rows(conn: sa.Connection) -> None:
+    """The evidence a subscriber row kept before there were events becomes their first events, so a
+    later sign-up that overwrites the row loses none of it."""
+    for row in conn.execute(sa.select(_subscribers).order_by(_subscribers.c.id)):
+        events = sorted(_row_events(row), key=lambda event: event["at"])
+        if events:
+            conn.execute(_events.insert(), events)
+
+
+def _row_events(row: Any) -> list[dict[str, Any]]:
+    def event(kind: str, at: Any, **values: Any) -> dict[str, Any]:
+        empty = dict.fromkeys(_EVENT_COLUMNS)
+        fixed = {
+            "subscriber_id": row.id,
+            "language": row.language,
+            "detail": _FROM_ROW,
+            "kind": kind,
+            "at": at,
+        }
+        return {**empty, **fixed, **values}
+
+    events = []
+    if row.signup_at is not None:
+        source = row.source or ""
+        kind = "import" if source.startswith("import:") else "add" if source == "cli" else "signup"
+        version = row.consent_version
+        events.append(
+            event(kind, row.signup_at, ip_hash=row.ip_hash, source=row.source, consent_version=version)
+        )
+    if row.confirmed_at is not None:
+        events.append(event("confirm", row.confirmed_at, consent_version=row.consent_version))
+    if row.unsubscribed_at is not None:
+        events.append(event("unsubscribe", row.unsubscribed_at))
+    if row.status == "bounced":
+        events.append(event("bounce", row.updated_at, note=row.bounce_reason))
+    return events
 
 
 def downgrade() -> None:
