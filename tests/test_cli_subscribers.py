@@ -21,7 +21,7 @@ from imk_outreach import cli
 from imk_outreach.config import Settings
 from imk_outreach.services import subscriptions
 from tests.support.smtpserver import SmtpTestServer
-from tests.support.subscribers import mails_to, subscriber_settings
+from tests.support.subscribers import mails_to, run_cli, subscriber_settings
 
 CONFIRMED = ("--status", "confirmed", "--consent-note", "sign-up forms of the cluster day 2026")
 BAD_FILE = """email,name,language,lists
@@ -37,10 +37,7 @@ def settings(make_settings: Any, smtp_server: SmtpTestServer) -> Settings:
     return subscriber_settings(make_settings, smtp_server)
 
 
-def run(settings: Settings, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main([*args, "--config", str(settings.config_path)])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def _file(tmp_path: Path, text: str, name: str = "people.csv") -> str:

@@ -27,7 +27,7 @@ from imk_outreach.services.csv_cells import FORMULA_STARTS
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.subscriptions import ImportFileError
 from tests.support.smtpserver import SmtpTestServer
-from tests.support.subscribers import LISTS, subscriber_settings
+from tests.support.subscribers import LISTS, run_cli, subscriber_settings
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 CONFIRMED = ("--status", "confirmed", "--consent-note", "membership forms 2026")
@@ -39,10 +39,7 @@ def settings(make_settings: Any, smtp_server: SmtpTestServer) -> Settings:
     return subscriber_settings(make_settings, smtp_server)
 
 
-def run(settings: Settings, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main([*args, "--config", str(settings.config_path)])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def _find(settings: Settings, email: str) -> Subscriber | None:

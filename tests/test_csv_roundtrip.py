@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from imk_outreach import cli
 from imk_outreach.config import Settings
 from imk_outreach.db import store, tables
 from imk_outreach.services import subscriptions, tokens
 from imk_outreach.services.csv_cells import FORMULA_STARTS, neutralised, restored
 from imk_outreach.services.database import engine_for
 from tests.support.smtpserver import SmtpTestServer
-from tests.support.subscribers import subscriber_settings
+from tests.support.subscribers import run_cli, subscriber_settings
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 IP = "203.0.113.7"
@@ -42,10 +41,7 @@ def settings(make_settings: Any, smtp_server: SmtpTestServer) -> Settings:
     return subscriber_settings(make_settings, smtp_server)
 
 
-def run(settings: Settings, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = cli.main([*args, "--config", str(settings.config_path)])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def _find(settings: Settings, email: str) -> Any:

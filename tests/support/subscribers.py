@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+import pytest
 
 from imk_outreach.config import Settings
 from tests.support.smtpserver import Received, SmtpTestServer
@@ -92,3 +93,12 @@ class WebClient:
 
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", url, **kwargs)
+
+
+def run_cli(settings: Settings, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``imk-outreach ARGS --config <settings'>``: the exit code and what it printed."""
+    from imk_outreach import cli
+
+    code = cli.main([*args, "--config", str(settings.config_path)])
+    out, err = capsys.readouterr()
+    return code, out, err
