@@ -316,7 +316,10 @@ def test_two_sends_at_once_queue_each_recipient_once(
     assert len(reports) == 2
     sent = [r for r in reports if isinstance(r, dispatch.SendReport)]
     assert sum(r.queued for r in sent) == 40
-    assert all("nothing to send" in str(r) for r in reports if not isinstance(r, dispatch.SendReport))
+    # The loser either composed after the winner queued (nothing left to send), or saw the approved
+    # edition and then found its items sent meanwhile (below min_items): either way it queued nothing.
+    refusals = [str(r) for r in reports if not isinstance(r, dispatch.SendReport)]
+    assert all("nothing to send" in r or "min_items" in r for r in refusals), refusals
     assert rows(settings) == {"queued": 40}
 
 
