@@ -293,7 +293,7 @@ def queue_confirmation(conn: Connection, subscriber: Subscriber, now: datetime) 
     log.info("confirmation mail queued for subscriber %s", subscriber.id)
 
 
-def _unsubscribed(conn: Connection, subscriber: Subscriber, now: datetime) -> Subscriber:
+def mark_unsubscribed(conn: Connection, subscriber: Subscriber, now: datetime) -> Subscriber:
     if subscriber.status == "unsubscribed":
         return subscriber
     return store.save_subscriber(conn, replace(subscriber, status="unsubscribed", unsubscribed_at=now), now)

@@ -29,11 +29,11 @@ from imk_outreach.services.subscriber_base import (
     Mailer,
     SubscriberExistsError,
     UnknownSubscriberError,
-    _unsubscribed,
     check_address,
     check_language,
     check_lists,
     check_name,
+    mark_unsubscribed,
     queue_confirmation,
 )
 
@@ -131,7 +131,7 @@ def remove(settings: Settings, email: str, now: datetime | None = None) -> Subsc
         subscriber = store.find_subscriber(conn, email)
         if subscriber is None:
             raise UnknownSubscriberError(email.strip())
-        left = _unsubscribed(conn, subscriber, now)
+        left = mark_unsubscribed(conn, subscriber, now)
         if left.status != subscriber.status:
             detail = {"lists": list(left.lists), "status_before": subscriber.status}
             consent.record(

@@ -46,11 +46,11 @@ from imk_outreach.services.subscriber_base import (
     RESEND_AFTER,
     SOURCE_WEB,
     SignupOutcome,
-    _unsubscribed,
     check_address,
     check_language,
     check_lists,
     check_name,
+    mark_unsubscribed,
     queue_confirmation,
 )
 from imk_outreach.services.subscriber_import import *  # noqa: F403  (the facade: every public name)
@@ -229,7 +229,7 @@ def unsubscribe(settings: Settings, token: str, now: datetime | None = None) -> 
     secret = tokens.secret_key(settings)
     with engine_for(settings).begin() as conn:
         subscriber = _by_token(conn, secret, "unsubscribe", token, now)
-        left = _unsubscribed(conn, subscriber, now)
+        left = mark_unsubscribed(conn, subscriber, now)
         if left.status != subscriber.status:
             consent.record(
                 conn,
