@@ -386,6 +386,7 @@ def shipped_context() -> CampaignContext:
         tags=frozenset(tags),
         template_exists=lambda name: name == "newsletter/default.mjml.j2",
         canonicalize=canonical_url,
+        channels=frozenset(channel.name for channel in settings.channels),
     )
 
 
@@ -393,7 +394,15 @@ def test_shipped_campaigns_load_against_the_shipped_config() -> None:
     campaigns, errors = load_all(REPO / "campaigns", shipped_context())
     assert [str(e) for e in errors] == []
     by_name = {c.name: c for c in campaigns}
-    assert sorted(by_name) == ["film-weekly", "monthly"]
+    assert sorted(by_name) == ["bfi-auto", "film-weekly", "monthly"]
+    bfi = by_name["bfi-auto"]
+    assert (bfi.kind, bfi.channels, bfi.trigger, bfi.approval) == (
+        "social",
+        ("x-de", "mastodon"),
+        "new_items",
+        "auto",
+    )
+    assert bfi.sections[0].select.sources == ("bfi-news",)
     monthly = by_name["monthly"]
     assert (monthly.list, monthly.languages) == ("newsletter", ("de", "en"))
     assert [s.id for s in monthly.sections] == ["innovation", "media", "finance", "cluster"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from datetime import UTC, date, datetime
@@ -108,6 +109,15 @@ def test_demo_tour_fills_both_campaigns_and_delivers_on_any_day(
     assert "Nothing sent" not in out and "4 messages queued, 4 delivered" in out
     assert len(list((tmp_path / "var" / "demo" / "mail" / "new").iterdir())) == 4
     assert {p: p.read_bytes() for p in committed} == committed  # the committed samples stay as they are
+    # the new BFI items: a German post for X and a bilingual post for Mastodon each, printed with lengths
+    posts = tmp_path / "var" / "demo" / "posts"
+    x_lines = [json.loads(line) for line in (posts / "x-de.jsonl").read_text(encoding="utf-8").splitlines()]
+    masto = [json.loads(line) for line in (posts / "mastodon.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(x_lines) == len(masto) >= 2
+    assert {p["language"] for p in x_lines} == {"de"} and {p["language"] for p in masto} == {"both"}
+    assert all(p["length"] <= 280 and "bfi-berlin" in p["text"] for p in x_lines)
+    assert out.count("/280 (x: weighted, URLs 23)") == len(x_lines)
+    assert out.count("/500 (mastodon: URLs 23)") == len(masto)
     copies = tmp_path / "var" / "demo" / "samples"
     assert sorted(p.relative_to(copies) for p in copies.rglob("*.*")) == sorted(
         p.relative_to(tmp_path / "samples") for p in committed if p.suffix not in (".md", ".csv")

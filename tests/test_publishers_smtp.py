@@ -541,7 +541,7 @@ def test_publish_error_builds_its_message_from_its_fields() -> None:
     error = PublishError("email", "smtp server mx:587 refused login as 'news'", retryable=False)
     assert str(error) == "email: smtp server mx:587 refused login as 'news' (retrying will not help)"
     assert "a later retry may help" in str(PublishError("x-de", "HTTP 503", retryable=True))
-    assert [str(outcome) for outcome in Outcome] == ["sent", "retry", "failed"]
+    assert [str(outcome) for outcome in Outcome] == ["sent", "retry", "failed", "unknown"]
 
 
 def test_pipelined_and_classic_sessions_classify_alike(

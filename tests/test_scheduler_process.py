@@ -601,7 +601,7 @@ def test_run_refuses_an_old_schema_until_db_upgrade_and_sighup_reloads(site: Sit
     assert "schema revision 0005" in line and "run 'imk-outreach db upgrade' first" in line, line
     upgraded = site.cli("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "from revision 0005 to 0009" in upgraded.stdout
+    assert "from revision 0005 to 0010" in upgraded.stdout
     daemon = site.start()
     wait_for(lambda: scheduling(settings, daemon), 60, "the scheduler", daemon)
     site.write_campaign(schedule='schedule: {cron: "30 8 * * *"}')

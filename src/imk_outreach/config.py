@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from imk_outreach.config_channels import ChannelSettings, plain_credentials
 from imk_outreach.durations import to_seconds, to_timedelta
 
 # The secret names live in envrefs; commands and tests import them from here (hence ``X as X``).
@@ -310,6 +311,7 @@ class Settings(Strict):
     # Item images fetched at gather time, served by the web app under public_url/media/ (no hot-linking).
     media_dir: Path = Path("var/media")
     signup: SignupSettings = SignupSettings()
+    channels: tuple[ChannelSettings, ...] = ()  # social accounts (config_channels.py)
 
     @field_validator("timezone")
     @classmethod
@@ -345,6 +347,27 @@ class Settings(Strict):
                 raise ValueError(f"source name {source.name!r} is used twice; names must be unique")
             seen.add(source.name)
         return value
+
+    @model_validator(mode="after")
+    def _channels(self) -> Settings:
+        seen: set[str] = set()
+        for channel in self.channels:
+            if channel.name in seen:
+                raise ValueError(f"channel name {channel.name!r} is used twice; names must be unique")
+            seen.add(channel.name)
+            if channel.language != "both" and channel.language not in self.languages:
+                choices = ", ".join([*self.languages, "both"])
+                raise ValueError(
+                    f"channel {channel.name}: language {channel.language!r} is not one of {choices}"
+                )
+        return self
+
+    def channel(self, name: str) -> ChannelSettings:
+        """:raises KeyError: no channel of that name."""
+        for channel in self.channels:
+            if channel.name == name:
+                return channel
+        raise KeyError(name)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -460,6 +483,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data.pop(reserved, None)
     absolute = config_path.resolve()
     errors = doc.duplicate_errors()  # a key written twice is an error even where the last value is fine
+    for key_path, message in plain_credentials(doc.data):
+        errors.append(ConfigError(doc.locate(key_path), format_key_path(key_path), message))
     settings: Settings | None = None
     try:
         settings = Settings(config_path=absolute, base_dir=absolute.parent, **data)

@@ -197,6 +197,11 @@ class Campaign:
     intro: Mapping[str, str] = field(default_factory=dict)
     preheader: Mapping[str, str] = field(default_factory=dict)
     sections: tuple[Section, ...] = ()
+    # kind social: the config.yaml channels it posts to, ``new_items`` (a post per new item) or None
+    # (a digest post per edition), and a template per platform ("" or missing: the shipped default)
+    channels: tuple[str, ...] = ()
+    trigger: str | None = None
+    templates: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,66 @@ class RenderedEmail:
     fallbacks: tuple[str, ...] = ()
 
 
+# -- social posts -----------------------------------------------------------------------------------
+
+PLATFORMS = ("x", "mastodon", "bluesky", "linkedin")
+
+
+@dataclass(frozen=True)
+class Facet:
+    """A link (or hashtag) inside a Bluesky post: UTF-8 byte offsets into ``Post.text``.
+    ``kind`` is ``link`` (``value`` the full URL) or ``tag`` (``value`` the tag without '#')."""
+
+    byte_start: int
+    byte_end: int
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class LinkCard:
+    """The item's link preview (Bluesky ``app.bsky.embed.external``, LinkedIn article)."""
+
+    url: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PostImage:
+    """An image to attach: the local copy in the media store, its MIME type and the alt text."""
+
+    path: str
+    mime_type: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Post:
+    """One social post for one channel, rendered and counted by the platform's rule.
+
+    ``key`` identifies the post within its edition and channel: the item id (``trigger: new_items``)
+    or ``digest``. ``language`` is ``de``, ``en`` or ``both`` (one bilingual post). ``length`` is the
+    platform's count (X: weighted, URLs 23; Mastodon: URLs 23; Bluesky: graphemes), ``limit`` its maximum.
+    ``shortened``: the teaser was cut to fit. ``fallbacks``: ids of items shown in their original language.
+    """
+
+    channel: str
+    platform: str
+    language: str
+    key: str
+    text: str
+    length: int
+    limit: int
+    link: str | None = None
+    facets: tuple[Facet, ...] = ()
+    card: LinkCard | None = None
+    image: PostImage | None = None
+    shortened: bool = False
+    fallbacks: tuple[str, ...] = ()
+    template: str = ""
+
+
 # -- subscribers and delivery ------------------------------------------------------------------------
 
 SUBSCRIBER_STATES = ("pending", "confirmed", "unsubscribed", "bounced")
@@ -292,7 +357,7 @@ class Subscriber:
     token_nonce: str | None = None
 
 
-OUTBOX_STATES = ("queued", "sending", "retry", "sent", "failed", "cancelled", "unknown")
+OUTBOX_STATES = ("queued", "sending", "posting", "retry", "sent", "failed", "cancelled", "unknown")
 
 
 @dataclass(frozen=True)

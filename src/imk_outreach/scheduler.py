@@ -33,7 +33,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from imk_outreach.config import Settings
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Campaign, ProcessInfo
-from imk_outreach.services import catalog, dispatch, ingest, leadership, liveness, processes, schedule
+from imk_outreach.services import (
+    catalog,
+    dispatch,
+    ingest,
+    leadership,
+    liveness,
+    processes,
+    schedule,
+    social_queue,
+)
 from imk_outreach.services.campaign_book import CampaignBook
 from imk_outreach.services.database import engine_for, require_current_schema
 
@@ -96,6 +105,7 @@ class Runner:
         self.scheduler: BackgroundScheduler | None = None
         self.lead: leadership.Leadership | None = None
         self.delivery: dispatch.DeliveryHandle | None = None
+        self.posting: dispatch.PostingHandle | None = None
         self.last: dict[str, str] = {}  # job -> last outcome, shown by status
         # Sources due when the process starts are gathered before campaigns are first checked, so a run
         # made up after downtime composes from today's news, not from what was stored before it.
@@ -173,6 +183,8 @@ class Runner:
         self.book.refresh(force=True)
         self._beat()
         self.delivery = dispatch.start_delivery(self.settings, suffix="scheduler")
+        if self.settings.channels:
+            self.posting = dispatch.start_posting(self.settings, suffix="scheduler-posts")
         threads = []
         if self.web is not None:
             threads.append(threading.Thread(target=self.web.run, name="web", daemon=True))
@@ -211,6 +223,8 @@ class Runner:
         deadline = time.monotonic() + timeout  # one deadline for everything, not one per thread
         if self.delivery is not None:
             self._stop_delivery(self.delivery, max(0.0, deadline - time.monotonic()))
+        if self.posting is not None and not self.posting.stop(max(0.0, deadline - time.monotonic())):
+            log.warning("posting did not stop within %.0f s; leaving it", timeout)
         for thread in getattr(self, "_threads", []):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
@@ -338,6 +352,14 @@ class Runner:
             self.last[f"gather {report.name}"] = outcome
             level = logging.WARNING if report.status == "error" else logging.INFO
             log.log(level, "gather %s: %s", report.name, outcome)
+        if any(report.new for report in result.reports):
+            with self.campaign_work:
+                for posted in social_queue.post_new_items(self.settings, self.book.all(), self.clock()):
+                    self.last[f"campaign {posted.campaign}"] = posted.error or (
+                        f"{posted.queued} posts queued"
+                        if posted.waiting is None
+                        else f"a draft of {posted.waiting} items waits for approval"
+                    )
 
     def campaign_due(self, name: str) -> None:
         campaign = self.book.campaigns.get(name)

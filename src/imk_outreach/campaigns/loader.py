@@ -249,10 +249,16 @@ class NewsletterFile(_CommonFile):
     sections: tuple[SectionFile, ...] = ()
 
 
+TemplateName = Annotated[str, AfterValidator(_existing_template)]
+Platform = Literal["x", "mastodon", "bluesky", "linkedin"]
+
+
 class SocialFile(_CommonFile):
     channels: Annotated[tuple[ChannelName, ...], AfterValidator(_some_unique)]
     trigger: Literal["new_items"] | None = None
     select: SelectFile
+    # one template for every platform, or one per platform (the others: the shipped default)
+    template: TemplateName | dict[Platform, TemplateName] | None = None  # type: ignore[assignment]
 
 
 # -- checks across keys (on the raw data, so they run even where pydantic found faults) ----------------
@@ -435,7 +441,20 @@ def _campaign(model: NewsletterFile | SocialFile, path: Path, ctx: CampaignConte
     if isinstance(model, SocialFile):
         # An empty template means the shipped default of each platform (chosen when posts are rendered).
         section = Section(SOCIAL_SECTION_ID, {}, model.select.selection())
-        return Campaign(**common, list="", template=model.template or "", sections=(section,))
+        templates = (
+            dict(model.template)
+            if isinstance(model.template, dict)
+            else dict.fromkeys(("x", "mastodon", "bluesky", "linkedin"), model.template or "")
+        )
+        return Campaign(
+            **common,
+            list="",
+            template=model.template if isinstance(model.template, str) else "",
+            sections=(section,),
+            channels=tuple(model.channels),
+            trigger=model.trigger,
+            templates={platform: name for platform, name in templates.items() if name},
+        )
     return Campaign(
         **common,
         list=model.list or "newsletter",

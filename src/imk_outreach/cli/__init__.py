@@ -13,12 +13,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imk_outreach import __version__
-from imk_outreach.cli import delivery, demo, gather, logs, newsletters, ops, records, sending, subscribers
+from imk_outreach.cli import (
+    delivery,
+    demo,
+    gather,
+    logs,
+    newsletters,
+    ops,
+    records,
+    sending,
+    social,
+    subscribers,
+)
 from imk_outreach.config import load_settings
 from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ImkError
 
-GROUPS = (gather, newsletters, sending, delivery, records, ops, demo, subscribers)
+GROUPS = (gather, newsletters, sending, delivery, records, social, ops, demo, subscribers)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,33 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     )
     for line in summary_lines(settings, summary, datetime.now(UTC)):
         print(line)
-    return summary.exit_code
+    return max(summary.exit_code, _deliver_posts(settings))
+
+
+def _deliver_posts(settings: Settings) -> int:
+    """Publish the social posts due now; 0 all well, 1 nothing out and some failed, 3 partly."""
+    if not settings.channels:
+        return 0
+    posts = dispatch.deliver_posts(settings)
+    if not posts.handled:
+        return 0
+    print(
+        f"posts: sent {posts.sent}, retry later {posts.retry}, outcome unknown {posts.unknown}, "
+        f"failed {posts.failed}, waiting for the daily cap {posts.deferred}"
+    )
+    for line in posts.lines:
+        print(f"  {line}")
+    for channel, reason in posts.paused.items():
+        print(f"  channel {channel} paused: {reason}; fix it, then 'imk-outreach channels test {channel}'")
+    if posts.unknown:
+        print(
+            "  posts of unknown outcome: check the platform, then "
+            + "'imk-outreach outbox resolve ID sent|retry|failed'"
+        )
+    bad = posts.failed + posts.unknown + posts.retry
+    if not bad:
+        return 0
+    return 3 if posts.sent else 1
 
 
 def summary_lines(settings: Settings, summary: delivery_report.DeliverySummary, now: datetime) -> list[str]:
@@ -86,7 +112,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     name = dispatch.worker_name()  # the whole process is the worker: its processes row, its leases
     print(f"worker {name} delivering; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    posting = dispatch.start_posting(settings, poll=args.poll, suffix="posts") if settings.channels else None
     report = dispatch.deliver(settings, worker=name, stop=stop, poll=args.poll)
+    if posting is not None:
+        posting.stop()
     print(
         f"worker stopped: sent {report.sent}, retry {report.retry}, failed {report.failed}, "
         f"released unsent {report.released}",

@@ -10,6 +10,7 @@ from typing import Any
 
 from imk_outreach.cli.gather import items_table, print_gather
 from imk_outreach.cli.output import make_console
+from imk_outreach.cli.social import print_post
 from imk_outreach.config import Settings, database_url
 from imk_outreach.services import catalog, compose, demo, ingest, preview
 
@@ -54,10 +55,22 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"{tour.subscribers} sample subscribers imported; edition {tour.edition_id} approved, "
             f"{tour.queued} messages queued, {tour.sent} delivered."
         )
+    social_tour = None
+    if settings.channels:
+        console.rule("[bold]Social posts of the new items (file channels standing in for X and Mastodon)")
+        social_tour = demo.social_tour(settings, now)
+        for note in social_tour.notes:
+            console.print(f"[yellow]{note}[/]")
+        if not social_tour.posts:
+            console.print("No posts: no new item matches a social campaign.")
+        for row in social_tour.posts:
+            print_post(settings, row.post, None, f"post {row.id} ({row.campaign}, {row.state})")
     console.rule("[bold]Where to look")
     for index in previews:
         console.print(f"preview:       {index}")
     console.print(f"mails:         {tour.maildir}  (a Maildir: new/ holds one .eml-style file per message)")
+    if social_tour is not None:
+        console.print(f"posts:         {social_tour.folder}  (one JSON line per post and channel)")
     console.print(f"database:      {database_url(settings)}  (the demo's own, made afresh each run)")
     console.print(f"config:        {settings.config_path}  (sources, tagging rules; keys in docs/config.md)")
     prog = f"IMK_DATABASE_URL={database_url(settings)} {_program()}"
@@ -65,6 +78,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     console.print(f"  {prog} items --since 30d   (or --json, --tag film, --source bfi-news)")
     console.print(f"  {prog} sources")
     console.print(f"  {prog} status")
+    if social_tour is not None:
+        console.print(f"  {prog} posts   (and: channels, preview bfi-auto)")
     console.print(
         f"  {prog} serve   (the web app: sign-up pages, and the item images the previews and mails "
         f"show, from {settings.public_url}/media/)"

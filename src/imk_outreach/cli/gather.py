@@ -13,17 +13,30 @@ from imk_outreach.cli.output import iso, local_time, make_console, print_json
 from imk_outreach.config import Settings
 from imk_outreach.durations import parse_duration
 from imk_outreach.models import NewsItem, SourceReport
-from imk_outreach.services import catalog, ingest
+from imk_outreach.services import catalog, compose, ingest, social_queue
 
 # -- gather ----------------------------------------------------------------------------------------
 
 
 def cmd_gather(settings: Settings, args: argparse.Namespace) -> int:
     result = ingest.gather(settings, args.source or None)
+    posted = []
+    if settings.channels and any(r.new for r in result.reports):  # trigger: new_items campaigns
+        posted = social_queue.post_new_items(settings, compose.load_campaigns(settings)[0])
     if args.json:
         print_json({"sources": [report_json(r) for r in result.reports]})
     else:
         print_gather(result.reports)
+        for outcome in posted:
+            if outcome.error:
+                print(f"campaign {outcome.campaign}: {outcome.error}")
+            elif outcome.waiting is not None:
+                print(
+                    f"campaign {outcome.campaign}: a draft of {outcome.waiting} items waits for approval "
+                    f"('imk-outreach preview {outcome.campaign}')"
+                )
+            else:
+                print(f"campaign {outcome.campaign}: {outcome.queued} posts queued ('imk-outreach posts')")
     return result.exit_code
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from imk_outreach.cli import social
 from imk_outreach.cli.output import iso, local_time, make_console, print_json
 from imk_outreach.config import Settings
 from imk_outreach.models import Edition
@@ -64,6 +65,8 @@ def _finding_json(finding: check.Problem) -> dict[str, Any]:
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    if compose.get_campaign(settings, args.campaign).kind == "social":
+        return social.preview_social(settings, args.campaign)
     result = preview.preview(settings, args.campaign, args.out)
     console = make_console()
     edition = result.result.edition

@@ -11,11 +11,21 @@ from typing import Any
 
 from rich.table import Table
 
+from imk_outreach.cli import social
 from imk_outreach.cli.gather import status_json
 from imk_outreach.cli.output import iso, local_time, make_console, print_json
 from imk_outreach.config import Settings
 from imk_outreach.models import CampaignRun, ProcessInfo
-from imk_outreach.services import catalog, compose, database, dispatch, health, schedule
+from imk_outreach.services import (
+    catalog,
+    channels,
+    compose,
+    database,
+    dispatch,
+    health,
+    schedule,
+    social_queue,
+)
 
 STATES = ("queued", "sending", "retry", "sent", "failed", "unknown", "cancelled")
 
@@ -105,10 +115,19 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
                     "last": dict(state.leader.info.get("last", {})) if state.leader else {},
                 },
                 "processes": [_process_json(p) for p in state.processes],
+                "posts": {
+                    name: [social.post_json(row) for row in rows]
+                    for name, rows in social_queue.upcoming(settings).items()
+                },
+                "paused_channels": channels.paused(settings),
             }
         )
         return 0
     _print_status(settings, editions, next_runs, runs, state, sources)
+    if settings.channels:
+        social.print_upcoming(settings, social_queue.upcoming(settings).items())
+        for name, reason in channels.paused(settings).items():
+            make_console().print(f"[red]channel {name} is paused[/]: {reason}")
     return 0
 
 

@@ -34,7 +34,9 @@ from imk_outreach.models import (
 
 # -- outbox ----------------------------------------------------------------------------------------
 
-PENDING_STATES = ("queued", "retry", "sending")
+# ``posting``: a social post whose request may be on its way (committed just before the call), so a
+# crash leaves a row that is settled by whether a retry is safe, never posted again blindly
+PENDING_STATES = ("queued", "retry", "sending", "posting")
 FINAL_STATES = ("sent", "failed", "unknown", "cancelled")
 # The error recorded on the rows of a cancelled edition (a recipient who left gets "recipient ...").
 EDITION_CANCELLED = "edition cancelled"
@@ -269,9 +271,13 @@ def queue_confirmation(
 
 
 def _due(now: datetime) -> Any:
-    return or_(
-        and_(outbox.c.state.in_(["queued", "retry"]), outbox.c.next_attempt_at <= now),
-        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+    """Mail rows due now (social posts, ``post_key`` set, have their own claim in ``db/posts.py``)."""
+    return and_(
+        outbox.c.post_key.is_(None),
+        or_(
+            and_(outbox.c.state.in_(["queued", "retry"]), outbox.c.next_attempt_at <= now),
+            and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+        ),
     )
 
 
@@ -446,8 +452,9 @@ def pending_deliveries(conn: Connection) -> int:
 
 def next_due(conn: Connection) -> datetime | None:
     """When the next row becomes claimable: a queued/retry time or a lease running out."""
-    waiting = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state.in_(["queued", "retry"]))
-    leased = select(func.min(outbox.c.lease_until)).where(outbox.c.state == "sending")
+    mail = outbox.c.post_key.is_(None)
+    waiting = select(func.min(outbox.c.next_attempt_at)).where(mail, outbox.c.state.in_(["queued", "retry"]))
+    leased = select(func.min(outbox.c.lease_until)).where(mail, outbox.c.state == "sending")
     times = [conn.execute(waiting).scalar(), conn.execute(leased).scalar()]
     found = [UTCDateTime().process_result_value(t, conn.dialect) for t in times if t is not None]
     return min((t for t in found if t is not None), default=None)

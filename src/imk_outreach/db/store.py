@@ -12,6 +12,7 @@ from imk_outreach.db.engine import *  # noqa: F403
 from imk_outreach.db.items import *  # noqa: F403
 from imk_outreach.db.outbox import *  # noqa: F403
 from imk_outreach.db.people import *  # noqa: F403
+from imk_outreach.db.posts import *  # noqa: F403
 from imk_outreach.db.processes import *  # noqa: F403
 from imk_outreach.db.records import *  # noqa: F403
 from imk_outreach.db.schedule import *  # noqa: F403

@@ -203,7 +203,15 @@ outbox = Table(
     Column("error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Social posts (subscriber_id NULL): which post of the edition on this channel (the item id, or
+    # ``digest``), the rendered post (models.Post as JSON) and the platform's web address of it.
+    Column("post_key", String(200)),
+    Column("payload", JSON),
+    Column("remote_url", Text),
+    Column("scheduled_at", UTCDateTime),  # the slot it was given (next_attempt_at moves on a retry)
     UniqueConstraint("edition_id", "channel", "subscriber_id", name="uq_outbox_edition_channel_recipient"),
+    Index("uq_outbox_edition_channel_post", "edition_id", "channel", "post_key", unique=True),
+    Index("ix_outbox_channel_scheduled", "channel", "scheduled_at"),
     Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
     Index("ix_outbox_subscriber", "subscriber_id"),
     # Confirmation mails (no edition), by state: the ones waiting are claimed first, so a sign-up
@@ -215,6 +223,20 @@ outbox = Table(
         sqlite_where=text(CONFIRMATIONS),
         postgresql_where=text(CONFIRMATIONS),
     ),
+)
+
+# A social channel's state: paused (its credentials were refused) until ``channels test`` passes again,
+# and the platform session a publisher keeps between processes (Bluesky).
+channel_states = Table(
+    "channel_states",
+    metadata,
+    Column("channel", String(100), primary_key=True),
+    Column("paused_at", UTCDateTime),
+    Column("paused_reason", Text),
+    Column("checked_at", UTCDateTime),
+    Column("checked_as", Text),
+    Column("session", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 app_settings = Table(

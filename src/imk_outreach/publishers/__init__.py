@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from imk_outreach.publishers.base import (
     Outcome,
+    PostResult,
     Publisher,
     PublisherFactory,
     PublishError,
     SendResult,
+    SocialPublisher,
     get_publisher_factory,
     known_types,
     register,
@@ -19,10 +21,12 @@ from imk_outreach.publishers.base import (
 
 __all__ = [
     "Outcome",
+    "PostResult",
     "PublishError",
     "Publisher",
     "PublisherFactory",
     "SendResult",
+    "SocialPublisher",
     "get_publisher_factory",
     "known_types",
     "register",

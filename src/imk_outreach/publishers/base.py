@@ -18,12 +18,15 @@ from importlib.metadata import entry_points
 from typing import Protocol, cast
 
 from imk_outreach.errors import ImkError
+from imk_outreach.models import Post
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Outcome",
+    "PostResult",
     "PublishError",
     "Publisher",
+    "SocialPublisher",
     "PublisherFactory",
     "SendResult",
     "get_publisher_factory",
@@ -35,6 +38,11 @@ ENTRY_POINT_GROUP = "imk_outreach.publishers"
 
 _BUILTIN = {
     "smtp": "imk_outreach.publishers.smtp:SmtpSender",
+    "x": "imk_outreach.publishers.x:XPublisher",
+    "mastodon": "imk_outreach.publishers.mastodon:MastodonPublisher",
+    "bluesky": "imk_outreach.publishers.bluesky:BlueskyPublisher",
+    "linkedin": "imk_outreach.publishers.linkedin:LinkedInPublisher",
+    "file": "imk_outreach.publishers.file:FilePublisher",
 }
 
 
@@ -44,6 +52,9 @@ class Outcome(StrEnum):
     SENT = "sent"  # accepted by the server / platform
     RETRY = "retry"  # transient: try again later (back-off is the service's business)
     FAILED = "failed"  # permanent: retrying cannot help; the reason is in ``SendResult.reply``
+    # social posts only: the request went out and no answer came (timeout); the post may exist, so it is
+    # not retried blindly but shown to a person (``outbox resolve``)
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,51 @@ class SendResult:
     code: int | None
     reply: str
     bounced: bool = False
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """The outcome of publishing one social post.
+
+    ``reply`` is the platform's own message (or, without an answer, what happened), fit to show staff.
+    ``remote_id``/``url``: the platform's id of the new post and its web address, where known.
+    ``retry_after``: seconds the platform asked to wait (``Retry-After``, rate-limit reset headers); the
+    outbox schedules the next attempt, the client library never sleeps. ``pause``: the credentials were
+    refused (revoked, wrong, stale API version): the service pauses the whole channel until
+    ``channels test`` passes again.
+    """
+
+    outcome: Outcome
+    reply: str
+    remote_id: str | None = None
+    url: str | None = None
+    retry_after: float | None = None
+    pause: bool = False
+
+
+class SocialPublisher(Protocol):
+    """Publishes posts on one social channel (one account). Used from one thread at a time."""
+
+    def publish(self, post: Post, key: str) -> PostResult:
+        """Publish ``post``; never raises for a problem of the post or the platform.
+
+        :param key: stable per outbox row (the same on every attempt): the idempotency key where the
+            platform has one (Mastodon ``Idempotency-Key``), else for the publisher's own bookkeeping.
+        """
+        ...
+
+    def verify(self) -> str:
+        """Check the credentials against the platform: who they authenticate as (one line, e.g.
+        ``@cluster_imk (id 1234)``).
+
+        :raises PublishError: the platform refused them or cannot be reached; the message says what is
+            wrong in the platform's words.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; the publisher is not used afterwards."""
+        ...
 
 
 class PublishError(ImkError):
@@ -99,7 +155,7 @@ class Publisher(Protocol):
         ...
 
 
-PublisherFactory = Callable[..., Publisher]
+PublisherFactory = Callable[..., Publisher | SocialPublisher]
 
 _registered: dict[str, PublisherFactory] = {}
 _lock = threading.Lock()

@@ -24,6 +24,7 @@ from imk_outreach.config import SecretRef, Settings, not_set
 from imk_outreach.config_lint import config_problems
 from imk_outreach.errors import ConfigError, ImkError, TemplateError
 from imk_outreach.models import Campaign, Edition, EditionSection, NewsItem, Selection, Translation
+from imk_outreach.services import social
 from imk_outreach.services.compose import campaigns_dir, current_selection
 from imk_outreach.services.database import sqlite_folder_problem, sqlite_path
 from imk_outreach.services.rendering import render_all, template_env, template_exists
@@ -129,7 +130,11 @@ def inspect(settings: Settings) -> CheckReport:
     problems += _database_problems(settings)
     problems += _check_staff_templates(settings)
     for campaign in campaigns:
-        if campaign.kind != "newsletter":
+        if campaign.kind == "social":
+            problems += [
+                Problem(campaign.path, message, None, "template")
+                for message in social.fixed_text_problems(settings, campaign, SYNTHETIC_DATE)
+            ]
             continue
         edition = synthetic_edition(campaign, settings.languages)
         for language in campaign.languages:
@@ -140,7 +145,10 @@ def inspect(settings: Settings) -> CheckReport:
                 problems.append(_from_template_error(exc, campaign, language))
     # Unset is a warning (check runs where production secrets are not exported); set but empty is a
     # slip and one of config_problems.
-    warnings = [_unset_warning(ref) for ref in settings.unresolved() if not ref.empty()]
+    unset = [ref for ref in settings.unresolved() if not ref.empty()]
+    # a channel that cannot post is a failed check: posts would queue up and wait for ever
+    problems += [_unset_channel(settings, ref) for ref in unset if ref.key.startswith("channels")]
+    warnings = [_unset_warning(ref) for ref in unset if not ref.key.startswith("channels")]
     warnings += _selection_warnings(settings, campaigns)
     return CheckReport(_unique(problems), _unique(warnings))
 
@@ -190,6 +198,7 @@ def load_judged_campaigns(settings: Settings) -> tuple[list[Campaign], list[Conf
         tags=TagSources.of(settings).all | written,
         template_exists=lambda name: template_exists(settings, name),
         canonicalize=canonical_url,
+        channels=frozenset(channel.name for channel in settings.channels),
     )
     return load_all(folder, context)
 
@@ -279,6 +288,13 @@ _NEEDED_BY = {
     "smtp": "sending mail needs it (send, deliver, worker, run, subscription mails)",
     "secret_key": "signed links need it (send, deliver, worker, run, the web app)",
 }
+
+
+def _unset_channel(settings: Settings, ref: SecretRef) -> Problem:
+    index = int(ref.key.split("[", 1)[1].split("]", 1)[0]) if "[" in ref.key else -1
+    name = settings.channels[index].name if 0 <= index < len(settings.channels) else ref.key
+    message = f"{not_set(ref.missing())}; channel {name} cannot post without it (export it before running)"
+    return Problem(str(ref.location.path), message, ref.location.line, ref.key)
 
 
 def _unset_warning(ref: SecretRef) -> Problem:

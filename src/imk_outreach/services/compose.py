@@ -16,6 +16,7 @@ from imk_outreach.config import Settings
 from imk_outreach.db import store
 from imk_outreach.errors import ConfigError, ConfigErrors, ImkError
 from imk_outreach.models import Campaign, Edition, EditionSection
+from imk_outreach.services import social
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.rendering import content_hash, render_all, template_exists
 from imk_outreach.sources.normalize import canonical_url
@@ -86,6 +87,7 @@ def campaign_context(settings: Settings, conn: Connection | None = None) -> Camp
         tags=frozenset(tags),
         template_exists=lambda name: template_exists(settings, name),
         canonicalize=canonical_url,
+        channels=frozenset(channel.name for channel in settings.channels),
     )
 
 
@@ -170,7 +172,7 @@ def compose(
         edition = Edition(
             id=draft.id if draft else 0, campaign=campaign.name, created_at=now, date=now, sections=sections
         )
-        edition = replace(edition, content_hash=content_hash(render_all(settings, campaign, edition, now)))
+        edition = replace(edition, content_hash=edition_hash(settings, campaign, edition, now))
         if campaign.approval == "auto" and not short:
             edition = replace(
                 edition,
@@ -232,7 +234,14 @@ def get_edition(settings: Settings, edition_id: int) -> Edition:
 def current_hash(settings: Settings, edition: Edition, now: datetime | None = None) -> str:
     """The content hash the edition renders to now (items may have changed since it was composed)."""
     campaign = get_campaign(settings, edition.campaign)
-    return content_hash(render_all(settings, campaign, edition, now or edition.date))
+    return edition_hash(settings, campaign, edition, now or edition.date)
+
+
+def edition_hash(settings: Settings, campaign: Campaign, edition: Edition, now: datetime) -> str:
+    """The content hash approval pins: every email of a newsletter, every post of a social campaign."""
+    if campaign.kind == "social":
+        return social.edition_posts_hash(settings, campaign, edition)
+    return content_hash(render_all(settings, campaign, edition, now))
 
 
 def approve(

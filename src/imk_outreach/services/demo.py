@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from imk_outreach.config import Settings
+from imk_outreach.config_channels import ChannelSettings
 from imk_outreach.models import NewsItem
-from imk_outreach.services import compose, demo_samples, dispatch, subscriptions
+from imk_outreach.services import compose, demo_samples, dispatch, social_queue, subscriptions
 from imk_outreach.services.database import dispose_all
 from imk_outreach.services.mailcapture import MailCapture
 
@@ -122,7 +123,45 @@ def demo_settings(
         pictures.url if pictures is not None else None,
     )
     database_url = f"sqlite:///{folder / 'imk-outreach.db'}"
-    return settings.model_copy(update={"database_url": database_url, "sources": sources})
+    channels = tuple(demo_channel(channel, folder / "posts") for channel in settings.channels)
+    changes = {"database_url": database_url, "sources": sources, "channels": channels}
+    return settings.model_copy(update=changes)
+
+
+def demo_channel(channel: ChannelSettings, folder: Path) -> ChannelSettings:
+    """The channel as the demo posts to it: a ``file`` channel under var/demo/posts/ with the same name,
+    language, hashtags and length rules (the demo never posts to a real account; no slots, so the
+    posts go at once)."""
+    return ChannelSettings(
+        name=channel.name,
+        type="file",
+        language=channel.language,
+        hashtags=dict(channel.hashtags),
+        rules=channel.platform,
+        path=folder / f"{channel.name}.jsonl",
+    )
+
+
+@dataclass(frozen=True)
+class SocialTour:
+    posts: tuple[social_queue.PostRow, ...]
+    folder: Path
+    notes: tuple[str, ...] = ()
+
+
+def social_tour(settings: Settings, now: datetime) -> SocialTour:
+    """The ``trigger: new_items`` campaigns turn the new sample items into posts, published to the
+    demo's file channels at once."""
+    campaigns = compose.load_campaigns(settings)[0]
+    outcomes = social_queue.post_new_items(settings, campaigns, now)
+    notes = tuple(
+        f"{o.campaign}: {o.error}" if o.error else f"{o.campaign}: a draft waits for approval"
+        for o in outcomes
+        if o.error or o.waiting is not None
+    )
+    dispatch.deliver_posts(settings, now=now)
+    posts = tuple(sorted(social_queue.recent_posts(settings, limit=1000), key=lambda r: r.id))
+    return SocialTour(posts, settings.resolve_path("var/demo/posts"), notes)
 
 
 def mail_tour(

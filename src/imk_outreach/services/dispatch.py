@@ -30,12 +30,17 @@ from imk_outreach.services.delivery import (
 from imk_outreach.services.enqueue import CHANNEL, SendReport, send, send_test
 from imk_outreach.services.liveness import provably_gone
 from imk_outreach.services.mailserver import require_smtp  # what takes a dead worker's rows back
+from imk_outreach.services.social_delivery import PostingHandle, PostReport, deliver_posts, start_posting
 
 __all__ = [
     "CHANNEL",
     "DeliverReport",
     "DeliveryHandle",
     "DeliveryStopped",
+    "PostReport",
+    "PostingHandle",
+    "deliver_posts",
+    "start_posting",
     "EditionStatus",
     "Progress",
     "SendReport",

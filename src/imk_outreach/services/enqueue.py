@@ -15,11 +15,19 @@ from imk_outreach.publishers.base import Outcome
 from imk_outreach.publishers.smtp import SmtpSender
 from imk_outreach.render.message import format_date
 from imk_outreach.services import tokens
-from imk_outreach.services.compose import EditionError, ShortEditionError, Shortfall, compose, shortfall
+from imk_outreach.services.compose import (
+    EditionError,
+    ShortEditionError,
+    Shortfall,
+    compose,
+    get_campaign,
+    shortfall,
+)
 from imk_outreach.services.database import engine_for
 from imk_outreach.services.delivery import message_template, render_for
 from imk_outreach.services.mailserver import require_smtp, sender_domain, smtp_options
 from imk_outreach.services.rendering import content_hash, render_all
+from imk_outreach.services.social_queue import send_social
 
 log = logging.getLogger(__name__)
 CHANNEL = "email"
@@ -76,8 +84,11 @@ def send(
         ``edition_id``.
     :raises ShortEditionError: fewer new items than ``min_items`` and no ``force``.
     """
-    require_smtp(settings)  # mail that is queued must be able to go out
     now = now or datetime.now(UTC)
+    if get_campaign(settings, campaign_name).kind == "social":  # posts: each at its channel's next slot
+        posted = send_social(settings, campaign_name, now, force=force, edition_id=edition_id)
+        return SendReport(posted.edition, posted.queued, already_queued=posted.already_queued)
+    require_smtp(settings)  # mail that is queued must be able to go out
     result = compose(settings, campaign_name, now, keep_short=force)  # forced: a short draft, to approve
     if result.edition is None:
         raise EditionError(f"campaign {campaign_name}: nothing to send: {result.skipped}")

@@ -303,7 +303,7 @@ def next_runs(settings: Settings, campaigns: Sequence[Campaign], now: datetime) 
         NextRun(
             f"campaign {c.name}",
             next_fire_time(c.schedule, settings.tz, now),
-            schedule_text(c.schedule) or "manual",
+            schedule_text(c.schedule) or ("each new item" if c.trigger == "new_items" else "manual"),
         )
         for c in campaigns
     ]
