@@ -15,6 +15,7 @@ from imk_outreach.config import load_settings
 from imk_outreach.errors import ConfigErrors
 from imk_outreach.services import social_queue
 from tests.support.items import days_before, store_items
+from tests.support.social import file_channel, write_social_campaign
 from tests.support.subscribers import run_cli
 
 SOURCES = [{"name": "manual", "type": "rss", "url": "feed.xml", "language": "de", "tags": ["iot"]}]
@@ -38,17 +39,6 @@ def _write(tmp_path: Path, channels: list[dict[str, Any]], campaign: dict[str, A
             json.dumps(campaign), encoding="utf-8"
         )
     return path
-
-
-def _file_channel(tmp_path: Path, name: str = "x-de", **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "file",
-        "rules": "x",
-        "language": "de",
-        "path": str(tmp_path / f"{name}.jsonl"),
-        **extra,
-    }
 
 
 def _errors(path: Path) -> str:
@@ -112,7 +102,7 @@ def test_channel_mistakes_name_the_key(tmp_path: Path, channel: dict[str, Any], 
 
 
 def test_two_channels_of_one_name_are_refused(tmp_path: Path) -> None:
-    assert "used twice" in _errors(_write(tmp_path, [_file_channel(tmp_path), _file_channel(tmp_path)]))
+    assert "used twice" in _errors(_write(tmp_path, [file_channel(tmp_path), file_channel(tmp_path)]))
 
 
 def test_check_fails_when_a_channel_variable_is_not_set(
@@ -132,15 +122,8 @@ def test_check_fails_when_a_channel_variable_is_not_set(
 
 
 def test_check_fails_on_a_template_whose_fixed_text_is_too_long(tmp_path: Path, capsys: Any) -> None:
-    campaign = {
-        "name": "p",
-        "kind": "social",
-        "channels": ["x-de"],
-        "trigger": "new_items",
-        "select": {"sources": ["manual"]},
-        "template": "social/long.j2",
-    }
-    settings = load_settings(_write(tmp_path, [_file_channel(tmp_path)], campaign))
+    settings = load_settings(_write(tmp_path, [file_channel(tmp_path)]))
+    write_social_campaign(tmp_path, ["x-de"], name="p", template="social/long.j2")
     (tmp_path / "templates" / "social").mkdir(parents=True)
     (tmp_path / "templates" / "social" / "long.j2").write_text(
         "Werbung " * 40 + "{{ item.link }}\n", encoding="utf-8"
@@ -151,15 +134,8 @@ def test_check_fails_on_a_template_whose_fixed_text_is_too_long(tmp_path: Path, 
 
 
 def test_preview_posts_status_and_post_now_as_staff_see_them(tmp_path: Path, capsys: Any) -> None:
-    campaign = {
-        "name": "p",
-        "kind": "social",
-        "channels": ["x-de"],
-        "trigger": "new_items",
-        "select": {"sources": ["manual"]},
-        "approval": "auto",
-    }
-    settings = load_settings(_write(tmp_path, [_file_channel(tmp_path, slots=["Tue 10:00"])], campaign))
+    settings = load_settings(_write(tmp_path, [file_channel(tmp_path, slots=["Tue 10:00"])]))
+    write_social_campaign(tmp_path, ["x-de"], name="p")
     now = datetime.now(UTC)
     store_items(settings, days_before(now, 2), now)
     code, out, _ = run_cli(settings, capsys, "preview", "p")
@@ -190,8 +166,8 @@ def test_channels_test_names_what_is_wrong(tmp_path: Path, capsys: Any) -> None:
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a folder should be", encoding="utf-8")
     channels = [
-        _file_channel(tmp_path),
-        {**_file_channel(tmp_path, "broken"), "path": str(blocked / "p.jsonl")},
+        file_channel(tmp_path),
+        {**file_channel(tmp_path, "broken"), "path": str(blocked / "p.jsonl")},
     ]
     settings = load_settings(_write(tmp_path, channels))
     code, out, _ = run_cli(settings, capsys, "channels", "test", "x-de")
@@ -202,3 +178,100 @@ def test_channels_test_names_what_is_wrong(tmp_path: Path, capsys: Any) -> None:
     assert code == 1 and "no channel 'nope'" in err and "x-de, broken" in err
     code, out, _ = run_cli(settings, capsys, "channels")
     assert code == 0 and "x-de (file, de): at once" in out
+
+
+def test_send_shows_the_posts_asks_and_queues_a_social_campaign(tmp_path: Path, capsys: Any) -> None:
+    settings = load_settings(_write(tmp_path, [file_channel(tmp_path)]))
+    write_social_campaign(tmp_path, ["x-de"], name="p")
+    now = datetime.now(UTC)
+    store_items(settings, days_before(now, 2), now)
+    code, out, _ = run_cli(settings, capsys, "send", "p", "--dry-run")
+    assert code == 0 and "Send p: 2 posts" in out and "Dry run" in out
+    assert social_queue.upcoming(settings)["x-de"] == []
+    code, _, err = run_cli(settings, capsys, "send", "p", "--test-to", "a@example.org")
+    assert code == 2 and "social campaign" in err
+    code, out, _ = run_cli(settings, capsys, "send", "p", "--yes")
+    assert code == 0 and "2 posts queued" in out
+    assert len(social_queue.upcoming(settings)["x-de"]) == 2
+
+
+def test_deliver_says_when_a_channel_cannot_post_and_exits_1(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("IMK_T_MASTO", raising=False)
+    channel = {
+        "name": "m",
+        "type": "mastodon",
+        "language": "de",
+        "base_url": "http://127.0.0.1:9",
+        "credentials": {"access_token": "${IMK_T_MASTO}"},
+    }
+    settings = load_settings(_write(tmp_path, [channel]))
+    write_social_campaign(tmp_path, ["m"], name="p")
+    now = datetime.now(UTC)
+    store_items(settings, days_before(now, 1), now)
+    social_queue.send_social(settings, "p", now)
+    code, out, _ = run_cli(settings, capsys, "deliver")
+    assert code == 1 and "IMK_T_MASTO" in out and "its posts wait" in out
+    (row,) = social_queue.upcoming(settings)["m"]
+    assert (row.state, row.attempts) == ("queued", 0)
+
+
+def test_a_failed_post_can_be_given_another_try(tmp_path: Path, capsys: Any) -> None:
+    from imk_outreach.db import store
+    from imk_outreach.services.database import engine_for
+
+    settings = load_settings(_write(tmp_path, [file_channel(tmp_path)]))
+    write_social_campaign(tmp_path, ["x-de"], name="p")
+    now = datetime.now(UTC)
+    store_items(settings, days_before(now, 1), now)
+    social_queue.send_social(settings, "p", now)
+    (row,) = social_queue.upcoming(settings)["x-de"]
+    with engine_for(settings).begin() as conn:
+        store.settle_post(conn, row.id, "failed", now, error="HTTP 401: revoked")
+    code, out, err = run_cli(settings, capsys, "outbox", "resolve", str(row.id), "retry", "--by", "anna")
+    assert code == 0 and "retry" in out, err
+    assert run_cli(settings, capsys, "deliver")[0] == 0
+    assert len((tmp_path / "x-de.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        (
+            {"name": "x", "type": "x", "credentials": X_CREDENTIALS, "handle": "h"},
+            "handle is not a key of x channels",
+        ),
+        (
+            {
+                "name": "m",
+                "type": "mastodon",
+                "base_url": "https://m.example",
+                "credentials": {"access_token": "${T}"},
+                "rules": "x",
+            },
+            "rules is only for file channels",
+        ),
+    ],
+)
+def test_keys_of_another_type_are_refused(tmp_path: Path, channel: dict[str, Any], expected: str) -> None:
+    assert expected in _errors(_write(tmp_path, [channel]))
+
+
+def test_an_unquoted_linkedin_version_is_read_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"database_url: sqlite:///{tmp_path / 'x.db'}\nsources: [{{name: a, type: rss, url: a.xml}}]\n"
+        "channels:\n  - {name: li, type: linkedin, author: 'urn:li:organization:1', api_version: 202511,\n"
+        "     credentials: {access_token: '${IMK_T_LI}'}}\n",
+        encoding="utf-8",
+    )
+    assert load_settings(path).channels[0].api_version == "202511"
+
+
+def test_a_wrong_template_of_one_platform_is_one_clear_error(tmp_path: Path, capsys: Any) -> None:
+    settings = load_settings(_write(tmp_path, [file_channel(tmp_path)]))
+    write_social_campaign(tmp_path, ["x-de"], name="p", template={"x": "social/nope.j2"})
+    code, out, err = run_cli(settings, capsys, "check")
+    lines = [line for line in (out + err).splitlines() if "template" in line]
+    assert code == 1 and len(lines) == 1 and "x: template 'social/nope.j2' not found" in lines[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import re
 import shlex
 import subprocess
@@ -32,6 +31,7 @@ from imk_outreach.campaigns.loader import (
     load_campaign,
 )
 from imk_outreach.config import Settings, SourceSettings, load_settings
+from imk_outreach.config_channels import CHANNEL_TYPES
 from imk_outreach.db.tables import metadata
 from imk_outreach.errors import ConfigErrors, SourceError
 from imk_outreach.models import ParseResult, SourceSpec, Validators
@@ -107,7 +107,7 @@ def test_readme_links_every_doc() -> None:
     assert "make bench" in readme
 
 
-_COMMAND_DOCS = (README, DOCS / "campaigns.md", DOCS / "sources.md")
+_COMMAND_DOCS = (README, DOCS / "campaigns.md", DOCS / "sources.md", DOCS / "config.md")
 
 
 def _written_commands(text: str) -> list[str]:
@@ -319,7 +319,7 @@ def shipped_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setting
     return load_settings(REPO / "config.yaml")
 
 
-_PLANNED_CHANNELS = frozenset({"x-de", "mastodon"})  # the accounts the social examples name
+_SHIPPED_CHANNELS = ("x-de", "mastodon")  # config.yaml's channels, which the social examples name
 
 
 def _load_example(tmp_path: Path, block: str, ctx: CampaignContext) -> None:
@@ -343,7 +343,8 @@ def _load_example(tmp_path: Path, block: str, ctx: CampaignContext) -> None:
 
 
 def test_every_campaign_example_loads(tmp_path: Path, shipped_settings: Settings) -> None:
-    ctx = dataclasses.replace(campaign_context(shipped_settings), channels=_PLANNED_CHANNELS)
+    ctx = campaign_context(shipped_settings)  # the shipped config's sources, tags, lists and channels
+    assert tuple(c.name for c in shipped_settings.channels) == _SHIPPED_CHANNELS
     blocks = _yaml_blocks(_read(DOCS / "campaigns.md"))
     assert len(blocks) > len(_campaign_keys())
     failures = []
@@ -363,17 +364,32 @@ def test_a_broken_campaign_example_is_caught(tmp_path: Path, shipped_settings: S
         )
 
 
-def test_social_campaigns_are_documented_as_not_loading_yet(
-    tmp_path: Path, shipped_settings: Settings
-) -> None:
-    """campaigns.md says a social campaign does not load in this version; when social accounts become
-    configurable this fails, and the docs need their update."""
+def test_the_social_example_loads_as_a_real_campaign(tmp_path: Path, shipped_settings: Settings) -> None:
+    """The complete social campaign of campaigns.md loads against the shipped config.yaml, on the
+    channels configured there (no stand-in channel names)."""
     doc = _read(DOCS / "campaigns.md")
-    assert "does not load" in doc
-    marker = doc.index("<!-- example: social -->")
-    example = _yaml_blocks(doc[marker:])[0]
-    with pytest.raises(ConfigErrors, match=r"unknown channel 'x-de' \(none are configured\)"):
-        _load_example(tmp_path, example, campaign_context(shipped_settings))
+    example = _yaml_blocks(doc[doc.index("<!-- example: social -->") :])[0]
+    path = tmp_path / "social.yaml"
+    path.write_text(example, encoding="utf-8")
+    campaign = load_campaign(path, campaign_context(shipped_settings))
+    assert campaign.kind == "social"
+    assert campaign.channels == tuple(c.name for c in shipped_settings.channels) == _SHIPPED_CHANNELS
+
+
+def test_a_social_example_on_an_unknown_channel_is_caught(tmp_path: Path, shipped_settings: Settings) -> None:
+    with pytest.raises(ConfigErrors, match=r"unknown channel 'x-en'; did you mean 'x-de'\?"):
+        _load_example(
+            tmp_path, "kind: social\nchannels: [x-en]\nselect: {}\n", campaign_context(shipped_settings)
+        )
+
+
+def test_social_posting_is_not_documented_as_missing() -> None:
+    """Social posting is built: no page may still say it is not (the wording of the version before)."""
+    stale = re.compile(r"not built yet|does not load today|cannot post to\s+social media|none is shipped yet")
+    for path in [README, *sorted(DOCS.glob("*.md"))]:
+        found = stale.search(_read(path))
+        if found is not None:
+            pytest.fail(f"{path.name} still says {found.group(0)!r}")
 
 
 def test_the_shipped_campaigns_are_shown_as_they_are() -> None:
@@ -385,6 +401,30 @@ def test_the_shipped_campaigns_are_shown_as_they_are() -> None:
         assert marker in doc, f"docs/campaigns.md does not show {path.name} (add {marker} and the file)"
         shown = _yaml_blocks(doc[doc.index(marker) :])[0]
         assert shown == _read(path), f"docs/campaigns.md shows an old copy of campaigns/{path.name}"
+
+
+# -- channels of config.md ------------------------------------------------------------------------
+
+
+def test_every_channels_example_of_config_md_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each YAML block of config.md's "Social channels", put into the shipped config.yaml in place of its
+    channels, loads (credentials as ${ENV} references, unset here: they are looked up only when used);
+    together they show every channel type."""
+    monkeypatch.setenv("IMK_DATABASE_URL", f"sqlite:///{tmp_path / 'docs.db'}")
+    doc = _read(DOCS / "config.md")
+    blocks = _yaml_blocks(doc[doc.index("## Social channels") :])
+    assert blocks
+    shipped = yaml.safe_load(_read(REPO / "config.yaml"))
+    types: set[str] = set()
+    for number, block in enumerate(blocks):
+        fragment = yaml.safe_load(block)
+        assert set(fragment) == {"channels"}, block
+        config = tmp_path / f"config-{number}.yaml"
+        config.write_text(yaml.safe_dump({**shipped, **fragment}, allow_unicode=True), encoding="utf-8")
+        settings = load_settings(config)
+        assert [c.name for c in settings.channels] == [c["name"] for c in fragment["channels"]]
+        types |= {c.type for c in settings.channels}
+    assert types == set(CHANNEL_TYPES)
 
 
 # -- sources --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -41,9 +42,9 @@ def fake() -> Iterator[FakeBluesky]:
 def make_publisher(fake: FakeBluesky) -> Iterator[Callable[..., BlueskyPublisher]]:
     made: list[BlueskyPublisher] = []
 
-    def make(**changes: object) -> BlueskyPublisher:
+    def make(**changes: Any) -> BlueskyPublisher:
         options = BlueskyOptions(CHANNEL, HANDLE, PASSWORD, service=fake.url, timeout=0.5)
-        made.append(BlueskyPublisher(dataclasses.replace(options, **changes)))  # type: ignore[arg-type]
+        made.append(BlueskyPublisher(dataclasses.replace(options, **changes)))
         return made[-1]
 
     yield make
@@ -196,6 +197,23 @@ def test_record_key_is_a_valid_tid_the_same_for_every_attempt() -> None:
     assert datetime(2023, 1, 1, tzinfo=UTC) <= created < datetime(2024, 3, 1, tzinfo=UTC)
     # pinned: a changed derivation would make a retry after an upgrade post a second copy
     assert record_key("outbox-17") == "3kdkmbb65vea7"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"service": "bsky.social"}, "is not an http(s) URL"),
+        ({"timeout": 0.0}, "must be more than 0 seconds"),
+    ],
+    ids=["service", "timeout"],
+)
+def test_unusable_options_are_refused_at_once(changes: dict[str, Any], expected: str) -> None:
+    options = dataclasses.replace(BlueskyOptions(CHANNEL, HANDLE, PASSWORD), **changes)
+
+    with pytest.raises(PublishError) as caught:
+        BlueskyPublisher(options)
+
+    assert expected in caught.value.message and caught.value.retryable is False
 
 
 def test_publisher_is_registered() -> None:

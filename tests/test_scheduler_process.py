@@ -601,7 +601,7 @@ def test_run_refuses_an_old_schema_until_db_upgrade_and_sighup_reloads(site: Sit
     assert "schema revision 0005" in line and "run 'imk-outreach db upgrade' first" in line, line
     upgraded = site.cli("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "from revision 0005 to 0010" in upgraded.stdout
+    assert "from revision 0005 to 0011" in upgraded.stdout
     daemon = site.start()
     wait_for(lambda: scheduling(settings, daemon), 60, "the scheduler", daemon)
     site.write_campaign(schedule='schedule: {cron: "30 8 * * *"}')
@@ -610,3 +610,33 @@ def test_run_refuses_an_old_schema_until_db_upgrade_and_sighup_reloads(site: Sit
     assert took < 3, f"SIGHUP took {took:.1f} s to reload (scheduler.reload is 1h)"
     print(f"measured: SIGHUP -> campaigns reloaded in {took:.2f} s")
     assert daemon.stop()[0] == 0
+
+
+def test_run_turns_new_items_into_posts_published_once_on_a_file_channel(site: Site) -> None:
+    posts = site.root / "posts.jsonl"
+    channel = {"name": "feed-de", "type": "file", "rules": "x", "language": "de", "path": str(posts)}
+    settings = site.write_config(channels=[channel])
+    campaign = {
+        "name": "auto-posts",
+        "kind": "social",
+        "channels": ["feed-de"],
+        "trigger": "new_items",
+        "select": {"sources": ["news"]},
+        "approval": "auto",
+    }
+    (site.root / "campaigns").mkdir(exist_ok=True)
+    (site.root / "campaigns" / "auto-posts.yaml").write_text(yaml.safe_dump(campaign), "utf-8")
+    daemon = site.start()
+
+    def published() -> int:
+        return len(posts.read_text("utf-8").splitlines()) if posts.exists() else 0
+
+    wait_for(lambda: published() == 3, 60, "three posts of the three new items", daemon)
+    wait_ticks(settings, daemon, 2)
+    assert daemon.stop()[0] == 0
+    lines = [json.loads(line) for line in posts.read_text("utf-8").splitlines()]
+    assert sorted(line["text"].split("\n")[0] for line in lines) == ["Meldung 1", "Meldung 2", "Meldung 3"]
+    again = site.start()  # a restart posts nothing twice
+    wait_ticks(settings, again, 2)
+    assert again.stop()[0] == 0
+    assert published() == 3

@@ -16,6 +16,7 @@ from imk_outreach.services import compose, social_queue
 from imk_outreach.services.compose import EditionError
 from imk_outreach.services.social_delivery import deliver_posts
 from tests.support.items import days_before, store_items
+from tests.support.social import file_channel
 
 # A Monday, 08:00 in Berlin (07:00 UTC)
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -23,14 +24,7 @@ SOURCES = [{"name": "manual", "type": "rss", "url": "feed.xml", "language": "de"
 
 
 def _channel(tmp_path: Path, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "file",
-        "rules": "x",
-        "language": "de",
-        "path": str(tmp_path / f"{name}.jsonl"),
-        **extra,
-    }
+    return file_channel(tmp_path, name, **extra)
 
 
 def _settings(
@@ -42,7 +36,7 @@ def _settings(
 ) -> Settings:
     folder = tmp_path / "campaigns"
     folder.mkdir(exist_ok=True)
-    data = {
+    data: dict[str, Any] = {
         "name": "iot-posts",
         "kind": "social",
         "channels": [c["name"] for c in channels],
@@ -51,6 +45,7 @@ def _settings(
         "approval": approval,
         **campaign,
     }
+    data = {key: value for key, value in data.items() if value is not None}
     (folder / "iot-posts.yaml").write_text(json.dumps(data), encoding="utf-8")
     return make_settings(SOURCES, channels=channels)  # type: ignore[no-any-return]
 
@@ -205,3 +200,21 @@ def test_a_post_in_flight_when_the_worker_died_is_never_posted_blindly(
     assert resolved.state == "sent" and "resolved as sent by anna" in (resolved.reply or "")
     with pytest.raises(social_queue.PostError, match="only a post whose outcome is unknown"):
         social_queue.resolve(settings, unknown.id, "retry", by="anna")
+
+
+def test_a_scheduled_social_campaign_makes_one_digest_post_per_channel(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    from imk_outreach.services import dispatch
+
+    channels = [_channel(tmp_path, "x-de"), _channel(tmp_path, "masto", rules="mastodon", language="both")]
+    settings = _settings(make_settings, tmp_path, channels, trigger=None, schedule={"cron": "0 10 * * fri"})
+    store_items(settings, days_before(NOW, 3), NOW)
+    report = dispatch.send(settings, "iot-posts", NOW)  # send works for both kinds
+    assert report.queued == 2
+    sent = deliver_posts(settings, now=NOW)
+    assert sent.sent == 2
+    (x_post,) = [json.loads(line) for line in (tmp_path / "x-de.jsonl").read_text().splitlines()]
+    assert x_post["post_key"] == "digest"
+    assert all(f"Meldung {n}" in x_post["text"] for n in (1, 2, 3))
+    assert x_post["length"] <= 280

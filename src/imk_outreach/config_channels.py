@@ -48,6 +48,14 @@ REQUIRED: dict[str, dict[str, str]] = {
     },
     "file": {"path": "a JSON-lines file, e.g. var/posts/x-de.jsonl"},
 }
+# The type-specific keys each type takes (base_url also points X at another API host, e.g. a test server).
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "x": ("base_url",),
+    "mastodon": ("base_url",),
+    "bluesky": ("handle", "base_url"),
+    "linkedin": ("author", "api_version", "base_url"),
+    "file": ("path",),
+}
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLOT = re.compile(r"^\s*([A-Za-z]{2,})\.?\s+(\d{1,2}):(\d{2})\s*$")
 _GERMAN = {"mo": "mon", "di": "tue", "mi": "wed", "do": "thu", "fr": "fri", "sa": "sat", "so": "sun"}
@@ -99,7 +107,7 @@ class ChannelSettings(BaseModel):
     base_url: str | None = None  # mastodon: the instance; bluesky: the PDS (default https://bsky.social)
     handle: str | None = None  # bluesky
     author: str | None = None  # linkedin
-    api_version: str | None = None  # linkedin
+    api_version: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
     path: Path | None = None  # file
     rules: Literal["x", "mastodon", "bluesky", "linkedin"] = "mastodon"  # file: whose length rules
     timeout: Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=300)] = 20.0
@@ -115,6 +123,14 @@ class ChannelSettings(BaseModel):
             known = ", ".join(CREDENTIALS[self.type]) or "none"
             raise ValueError(
                 f"unknown credentials {', '.join(unknown)} for type {self.type} (known: {known})"
+            )
+        for key in ("base_url", "handle", "author", "api_version", "path"):
+            if getattr(self, key) is not None and key not in ALLOWED[self.type]:
+                allowed = ", ".join(ALLOWED[self.type]) or "none of these"
+                raise ValueError(f"{key} is not a key of {self.type} channels (their own keys: {allowed})")
+        if self.type != "file" and "rules" in self.model_fields_set:
+            raise ValueError(
+                f"rules is only for file channels ({self.type} channels follow {self.type}'s rules)"
             )
         for key, meaning in REQUIRED[self.type].items():
             if getattr(self, key) in (None, ""):

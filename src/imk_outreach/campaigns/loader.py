@@ -249,8 +249,25 @@ class NewsletterFile(_CommonFile):
     sections: tuple[SectionFile, ...] = ()
 
 
-TemplateName = Annotated[str, AfterValidator(_existing_template)]
-Platform = Literal["x", "mastodon", "bluesky", "linkedin"]
+_PLATFORMS = ("x", "mastodon", "bluesky", "linkedin")
+
+
+def _social_template(value: Any, info: ValidationInfo) -> str | dict[str, str]:
+    """One template for every platform, or a mapping platform -> template (one error, naming the key)."""
+    if isinstance(value, str):
+        return _existing_template(value, info)
+    if not isinstance(value, dict):
+        raise ValueError("give a template name, or one per platform: {x: social/x-bfi.j2, mastodon: ...}")
+    for platform, name in value.items():
+        if platform not in _PLATFORMS:
+            raise ValueError(_choices(str(platform), _PLATFORMS, "platform"))
+        if not isinstance(name, str):
+            raise ValueError(f"{platform}: give a template name such as social/{platform}.j2")
+        try:
+            _existing_template(name, info)
+        except ValueError as exc:
+            raise ValueError(f"{platform}: {exc}") from None
+    return dict(value)
 
 
 class SocialFile(_CommonFile):
@@ -258,7 +275,7 @@ class SocialFile(_CommonFile):
     trigger: Literal["new_items"] | None = None
     select: SelectFile
     # one template for every platform, or one per platform (the others: the shipped default)
-    template: TemplateName | dict[Platform, TemplateName] | None = None  # type: ignore[assignment]
+    template: Annotated[Any, AfterValidator(_social_template)] = None
 
 
 # -- checks across keys (on the raw data, so they run even where pydantic found faults) ----------------

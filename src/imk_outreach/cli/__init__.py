@@ -24,12 +24,13 @@ from imk_outreach.cli import (
     sending,
     social,
     subscribers,
+    users,
 )
 from imk_outreach.config import load_settings
 from imk_outreach.durations import parse_duration
 from imk_outreach.errors import ImkError
 
-GROUPS = (gather, newsletters, sending, delivery, records, social, ops, demo, subscribers)
+GROUPS = (gather, newsletters, sending, delivery, records, social, ops, demo, subscribers, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ def _deliver_posts(settings: Settings) -> int:
     if not settings.channels:
         return 0
     posts = dispatch.deliver_posts(settings)
-    if not posts.handled:
+    if not posts.handled and not posts.held:
         return 0
     print(
         f"posts: sent {posts.sent}, retry later {posts.retry}, outcome unknown {posts.unknown}, "
@@ -53,7 +53,7 @@ def _deliver_posts(settings: Settings) -> int:
             "  posts of unknown outcome: check the platform, then "
             + "'imk-outreach outbox resolve ID sent|retry|failed'"
         )
-    bad = posts.failed + posts.unknown + posts.retry
+    bad = posts.failed + posts.unknown + posts.retry + posts.held
     if not bad:
         return 0
     return 3 if posts.sent else 1

@@ -1,4 +1,4 @@
-"""Commands check, preview, editions, approve, cancel, discard: campaign files, drafts, approval, and
+"""Commands check, preview, editions, approve, hold, cancel, discard: campaign files, drafts, approval, and
 stopping an edition."""
 
 from __future__ import annotations
@@ -165,6 +165,15 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hold(settings: Settings, args: argparse.Namespace) -> int:
+    edition = editions_admin.hold(settings, compose.edition_id_for(settings, args.edition), args.by)
+    print(
+        f"Edition {edition.id} of {edition.campaign} held: nothing sends it until "
+        f"'imk-outreach approve {edition.id}' approves and releases it."
+    )
+    return 0
+
+
 def cmd_discard(settings: Settings, args: argparse.Namespace) -> int:
     edition = editions_admin.discard(settings, compose.edition_id_for(settings, args.edition))
     print(
@@ -201,6 +210,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("edition", type=int, metavar="EDITION", help="edition id (see 'editions' or 'status')")
     p.add_argument("--by", metavar="NAME", help="who cancels (default: the login name)")
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("hold", parents=[common], help="hold an edition not yet queued until approved again")
+    p.add_argument(
+        "edition", metavar="EDITION", help="edition id (see 'editions'), or a campaign name for its draft"
+    )
+    p.add_argument("--by", metavar="NAME", help="who holds it (default: the login name)")
+    p.set_defaults(func=cmd_hold)
 
     p = sub.add_parser("discard", parents=[common], help="remove an edition not yet queued (a draft)")
     p.add_argument(

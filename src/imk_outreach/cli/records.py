@@ -65,7 +65,8 @@ def next_time(settings: Settings, record: records.OutboxRecord) -> str:
 
 def _cells(settings: Settings, record: records.OutboxRecord) -> list[str]:
     return [
-        record.email or "(erased)",
+        record.email
+        or ("(erased)" if record.channel in ("email", "confirm") else f"post on {record.channel}"),
         record.language,
         record.state,
         str(record.attempts),

@@ -9,12 +9,14 @@ from typing import Any
 
 from imk_outreach.cli.output import local_time
 from imk_outreach.config import Settings
-from imk_outreach.services import dispatch, send_plan
+from imk_outreach.services import compose, dispatch, send_plan, social_queue
 
 # -- sending ---------------------------------------------------------------------------------------
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    if compose.get_campaign(settings, args.campaign).kind == "social":
+        return _send_social(settings, args)
     if args.test_to:
         if args.dry_run:
             print("error: --dry-run shows the plan of a real send; leave out --test-to", file=sys.stderr)
@@ -49,6 +51,38 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _send_social(settings: Settings, args: argparse.Namespace) -> int:
+    """A social campaign: the posts per channel with their slots, ask, then queue them."""
+    if args.test_to:
+        print(
+            f"error: {args.campaign} is a social campaign: it sends no test mail; "
+            f"'imk-outreach preview {args.campaign}' shows every post",
+            file=sys.stderr,
+        )
+        return 2
+    planned = social_queue.plan_posts(settings, args.campaign)
+    print(f"Send {args.campaign}: {len(planned)} posts")
+    for post, at in planned:
+        print(
+            f"  {post.channel} ({post.language}) at {local_time(settings, at)}: {post.length}/{post.limit}, "
+            f"{' '.join(post.text.split())[:60]}"
+        )
+    if args.dry_run:
+        print("Dry run: nothing was queued or changed.")
+        return 0
+    if not args.yes and not _confirmed(args.campaign, len(planned), "post"):
+        return 1
+    report = dispatch.send(settings, args.campaign, force=args.force)
+    if report.already_queued:
+        print(f"Edition {report.edition.id} of {args.campaign} was queued already (by another send).")
+        return 0
+    print(
+        f"Edition {report.edition.id} of {args.campaign}: {report.queued} posts queued at their channels' "
+        "slots. 'imk-outreach posts' lists them; deliver, worker or run publishes them when due."
+    )
+    return 0
+
+
 def _print_plan(settings: Settings, plan: send_plan.SendPlan) -> None:
     edition = plan.edition
     if plan.frozen:
@@ -65,11 +99,11 @@ def _print_plan(settings: Settings, plan: send_plan.SendPlan) -> None:
     print(f"  {_recipients(plan.recipients)} in all")
 
 
-def _recipients(count: int) -> str:
-    return f"{count} recipient{'' if count == 1 else 's'}"
+def _recipients(count: int, what: str = "recipient") -> str:
+    return f"{count} {what}{'' if count == 1 else 's'}"
 
 
-def _confirmed(campaign: str, recipients: int) -> bool:
+def _confirmed(campaign: str, recipients: int, what: str = "recipient") -> bool:
     """Ask the person at the terminal to type the campaign's name; anything else changes nothing."""
     if not sys.stdin.isatty():
         print(
@@ -79,7 +113,8 @@ def _confirmed(campaign: str, recipients: int) -> bool:
         )
         return False
     try:
-        answer = input(f"Type the campaign name ({campaign}) to queue it for {_recipients(recipients)}: ")
+        counted = _recipients(recipients, what)
+        answer = input(f"Type the campaign name ({campaign}) to queue it for {counted}: ")
     except EOFError:
         answer = ""
     if answer.strip() == campaign:

@@ -34,7 +34,9 @@ def print_post(settings: Settings, post: Post, when: datetime | None, header: st
         console.print(f"    {escape(line)}", highlight=False)
     notes = []
     if post.shortened:
-        notes.append("teaser shortened to fit")
+        notes.append(
+            "shortened to fit (items left out)" if post.key == "digest" else "teaser shortened to fit"
+        )
     if post.image is not None:
         notes.append(f'image with alt text "{post.image.alt}"')
     if post.card is not None and post.platform in ("bluesky", "linkedin"):
@@ -190,7 +192,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("post_id", type=positive_int, metavar="POST_ID")
     p.set_defaults(func=cmd_post_now)
 
-    p = sub.add_parser("outbox", parents=[common], help="settle a post whose outcome is unknown")
+    p = sub.add_parser(
+        "outbox", parents=[common], help="settle a post whose outcome is unknown (or retry a failed one)"
+    )
     outbox_sub = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
     r = outbox_sub.add_parser("resolve", parents=[common], help="resolve ID sent|retry|failed")
     r.add_argument("id", type=positive_int, metavar="ID")

@@ -181,9 +181,17 @@ def _claim_where(
     chosen = select(outbox.c.id).where(due).limit(limit)
     if ordered:
         chosen = chosen.order_by(outbox.c.id)
+    statement = claim_statement(conn, chosen, worker, now, lease_until).returning(*outbox.c)
+    rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
+    return [_delivery_from_row(row) for row in rows]
+
+
+def claim_statement(conn: Connection, chosen: Any, worker: str, now: datetime, lease_until: datetime) -> Any:
+    """UPDATE the rows ``chosen`` (a SELECT of ids) to ``sending`` for ``worker`` under a lease, counting
+    the attempt; on PostgreSQL rows another worker has locked are skipped, not waited for."""
     if conn.dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
-    statement = (
+    return (
         update(outbox)
         .where(outbox.c.id.in_(chosen.scalar_subquery()))
         .values(
@@ -193,10 +201,7 @@ def _claim_where(
             attempts=outbox.c.attempts + 1,
             updated_at=now,
         )
-        .returning(*outbox.c)
     )
-    rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
-    return [_delivery_from_row(row) for row in rows]
 
 
 def _cancelled_among(conn: Connection, edition_ids: set[int]) -> set[int]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from imk_outreach.db.engine import insert_for
+from imk_outreach.db.outbox import claim_statement
 from imk_outreach.db.tables import channel_states, editions, outbox
 from imk_outreach.models import Facet, LinkCard, Post, PostImage
 
@@ -173,20 +174,7 @@ def claim_post(
     chosen = chosen.where(
         or_(outbox.c.edition_id.is_(None), outbox.c.edition_id.not_in(_cancelled_editions()))
     )
-    if conn.dialect.name == "postgresql":
-        chosen = chosen.with_for_update(skip_locked=True)
-    statement = (
-        update(outbox)
-        .where(outbox.c.id.in_(chosen.scalar_subquery()))
-        .values(
-            state="sending",
-            claimed_by=worker,
-            lease_until=lease_until,
-            attempts=outbox.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(outbox.c.id)
-    )
+    statement = claim_statement(conn, chosen, worker, now, lease_until).returning(outbox.c.id)
     found = conn.execute(statement).scalar()
     return None if found is None else get_post(conn, int(found))
 

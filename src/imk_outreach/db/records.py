@@ -110,7 +110,7 @@ def retry_errors(conn: Connection) -> Iterator[tuple[str | None, int, datetime]]
     first, so a campaign of 100,000 waiting for one unreachable server is one row here."""
     query = (
         select(outbox.c.error, func.count(), func.min(outbox.c.next_attempt_at))
-        .where(outbox.c.state == "retry")
+        .where(outbox.c.state == "retry", outbox.c.post_key.is_(None))  # mail only: posts report apart
         .group_by(outbox.c.error)
     )
     for error, count, at in conn.execute(query):
@@ -121,7 +121,11 @@ def retry_errors(conn: Connection) -> Iterator[tuple[str | None, int, datetime]]
 
 def count_queued(conn: Connection) -> int:
     """Rows queued and never tried (queued after a pass began, or released unsent)."""
-    query = select(func.count()).select_from(outbox).where(outbox.c.state == "queued")
+    query = (
+        select(func.count())
+        .select_from(outbox)
+        .where(outbox.c.state == "queued", outbox.c.post_key.is_(None))
+    )
     return int(conn.execute(query).scalar_one())
 
 
@@ -132,10 +136,11 @@ def count_to_attempt(conn: Connection, due_by: datetime) -> int:
         select(func.count())
         .select_from(outbox)
         .where(
+            outbox.c.post_key.is_(None),
             or_(
                 and_(outbox.c.state.in_(["queued", "retry"]), outbox.c.next_attempt_at <= due_by),
                 outbox.c.state == "sending",
-            )
+            ),
         )
     )
     return int(conn.execute(query).scalar_one())

@@ -93,6 +93,9 @@ items = Table(
     Column("content_hash", String(64), nullable=False),
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Excluded from editions by a staff member (the web app's items page): when, and by whom (the name).
+    Column("excluded_at", UTCDateTime),
+    Column("excluded_by", String(100)),
     Index("ix_items_published_at", "published_at"),
 )
 
@@ -351,4 +354,46 @@ signup_attempts = Table(
     Index("ix_signup_attempts_at", "at"),
     Index("ix_signup_attempts_client", "client_key", "at"),
     Index("ix_signup_attempts_mailbox", "mailbox_key", "at"),
+)
+
+
+# -- staff of the web app (services/staff.py) ------------------------------------------------------
+
+# Staff users: the password as an argon2id hash (with its own salt and parameters), never in clear.
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("email", String(320)),
+    Column("language", String(8), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Server-side sessions of the web app: the SHA-256 of the cookie's token (never the token itself, so
+# a copy of the database signs nobody in), the session's CSRF token, and when it began and was last used.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("staff_users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Index("ix_staff_sessions_user_id", "user_id"),
+)
+
+# Failed sign-ins of the last while, per client (a keyed hash of its address or IPv6 /64, never the
+# address): too many in the window and the client is refused for a while. A row is written before the
+# password is checked (so attempts at once count each other) and deleted again when it was right.
+staff_login_attempts = Table(
+    "staff_login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("client_key", String(64), nullable=False),
+    Index("ix_staff_login_attempts_at", "at"),
+    Index("ix_staff_login_attempts_client_key", "client_key", "at"),
 )

@@ -124,6 +124,12 @@ class BlueskyPublisher:
     """Publishes posts on one Bluesky account; see the module docstring. One thread at a time."""
 
     def __init__(self, options: BlueskyOptions) -> None:
+        """:raises PublishError: ``service`` is no http(s) URL or ``timeout`` is not positive."""
+        if not options.service.startswith(("https://", "http://")) or not options.timeout > 0:
+            problem = f"service {options.service!r} is not an http(s) URL such as https://bsky.social"
+            if options.timeout <= 0:
+                problem = f"timeout {options.timeout:g} must be more than 0 seconds"
+            raise PublishError(options.channel, problem, retryable=False)
         self.options = options
         request = Request(timeout=httpx.Timeout(options.timeout))
         self._client = Client(base_url=options.service, request=request)
@@ -167,7 +173,7 @@ class BlueskyPublisher:
             try:
                 self.options.on_session(session.export())
             except Exception:  # saving is the service's business; a failure must not fail the post
-                log.exception("%s: could not save the refreshed Bluesky session", self.options.channel)
+                log.exception("%s: could not save the new Bluesky session", self.options.channel)
 
     def _sign_in(self) -> None:
         if not self._signed_in and not self._resume():

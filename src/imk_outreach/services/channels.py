@@ -47,7 +47,8 @@ def _options(settings: Settings, channel: ChannelSettings) -> Any:
     if channel.type == "x":
         from imk_outreach.publishers.x import XOptions
 
-        return XOptions(channel=name, timeout=timeout, **secrets)
+        bases = {"api_base": channel.base_url, "upload_base": channel.base_url} if channel.base_url else {}
+        return XOptions(channel=name, timeout=timeout, **secrets, **bases)
     if channel.type == "mastodon":
         from imk_outreach.publishers.mastodon import MastodonOptions
 

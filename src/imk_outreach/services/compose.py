@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from imk_outreach.campaigns.loader import CampaignContext, load_all
 from imk_outreach.campaigns.selection import count_new, select_sections
 from imk_outreach.config import Settings
+from imk_outreach.db import items_admin as items_admin_db
 from imk_outreach.db import store
 from imk_outreach.errors import ConfigError, ConfigErrors, ImkError
 from imk_outreach.models import Campaign, Edition, EditionSection
@@ -127,9 +128,12 @@ def _longest_since(campaign: Campaign) -> timedelta | None:
 
 
 def selection_now(conn: Connection, campaign: Campaign, now: datetime) -> tuple[EditionSection, ...]:
-    """The sections an edition composed now would hold (items earlier editions sent left out)."""
+    """The sections an edition composed now would hold (items earlier editions sent, and items staff
+    excluded from editions, left out)."""
     since = _longest_since(campaign)
     candidates = store.list_items(conn, since=(now - since) if since else None)
+    excluded = items_admin_db.excluded_among(conn, [item.id for item in candidates])
+    candidates = [item for item in candidates if item.id not in excluded]
     return select_sections(campaign, candidates, now, store.sent_item_ids(conn, campaign.name))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import getpass
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from imk_outreach.config import Settings
@@ -97,3 +97,32 @@ def _not_discardable(edition: Edition, state: str | None) -> str:
         f"{which} is {state} and is kept as the record of what happened; "
         "only an edition not yet queued (draft, approved or held) can be discarded"
     )
+
+
+def hold(settings: Settings, edition_id: int, by: str | None = None, now: datetime | None = None) -> Edition:
+    """Hold an edition not yet queued (draft or approved): its approval, if any, is withdrawn and
+    nothing sends it (neither ``send`` nor the scheduler) until a person approves it again, which
+    releases it at once (``approve``).
+
+    :raises EditionError: no such edition, or one that is held, queued or sent already.
+    """
+    now = now or datetime.now(UTC)
+    who = by or getpass.getuser()
+    edition = get_edition(settings, edition_id)
+    with engine_for(settings).begin() as conn:
+        state = store.lock_edition(conn, edition_id)
+        if state not in ("draft", "approved"):
+            if state == "held":
+                raise EditionError(f"edition {edition_id} is held already; approving it releases it")
+            raise EditionError(_not_discardable(edition, state).replace("discarded", "held"))
+        held = replace(
+            edition,
+            state="held",
+            approved_by=None,
+            approved_at=None,
+            approved_hash=None,
+            skip_reason=f"held by {who} at {now.isoformat()}",
+        )
+        store.update_edition(conn, held)
+    log.info("edition %d of %s held by %s", edition_id, edition.campaign, who)
+    return held

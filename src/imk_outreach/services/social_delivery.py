@@ -45,6 +45,7 @@ class PostReport:
     failed: int = 0
     unknown: int = 0
     deferred: int = 0  # daily cap reached: moved to a later day
+    held: int = 0  # not tried: the channel cannot post now (a credential's variable is not set)
     paused: dict[str, str] = field(default_factory=dict)  # channel -> why (paused in this run)
     lines: list[str] = field(default_factory=list)  # what happened, one line per post
 
@@ -53,7 +54,7 @@ class PostReport:
         return self.sent + self.retry + self.failed + self.unknown + self.deferred
 
     def add(self, other: PostReport) -> None:
-        for name in ("sent", "retry", "failed", "unknown", "deferred"):
+        for name in ("sent", "retry", "failed", "unknown", "deferred", "held"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.paused.update(other.paused)
         self.lines += other.lines
@@ -153,36 +154,18 @@ class _Run:
             return
         if not row.forced and config.daily_cap is not None and self._cap_reached(row, config.daily_cap, now):
             later = self._next_day(now)
-            with engine.begin() as conn:
-                store.settle_post(
-                    conn,
-                    row.id,
-                    "retry" if row.attempts > 1 else "queued",
-                    now,
-                    worker=self.worker,
-                    next_attempt_at=later,
-                    attempts_back=True,
-                    reply=f"daily cap of {config.daily_cap} reached; waits until {later:%Y-%m-%d %H:%M} UTC",
-                )
+            cap_reply = f"daily cap of {config.daily_cap} reached; waits until {later:%Y-%m-%d %H:%M} UTC"
+            self._give_back(row, now, later, cap_reply)
             self.report.deferred += 1
             self.report.lines.append(f"post {row.id} on {row.channel}: daily cap reached, waits")
             return
         try:
             publisher = self.publisher(row.channel)
         except ImkError as exc:  # a credential's variable is not set: nothing on this channel can go
-            with engine.begin() as conn:
-                store.settle_post(
-                    conn,
-                    row.id,
-                    "retry" if row.attempts > 1 else "queued",
-                    now,
-                    worker=self.worker,
-                    attempts_back=True,
-                    reply=str(exc),
-                    next_attempt_at=row.next_attempt_at,
-                )
+            self._give_back(row, now, row.next_attempt_at, str(exc))
             self.skip[row.channel] = str(exc)
-            self.report.lines.append(f"{row.channel}: {exc}")
+            self.report.held += 1
+            self.report.lines.append(f"{row.channel}: its posts wait: {exc}")
             return
         with engine.begin() as conn:
             if not store.mark_posting(conn, row.id, self.worker, now):
@@ -194,6 +177,20 @@ class _Run:
                 Outcome.RETRY if exc.retryable else Outcome.FAILED, exc.message, pause=not exc.retryable
             )
         self.record(row, config.type, result)
+
+    def _give_back(self, row: PostRow, now: datetime, due: datetime, reply: str) -> None:
+        """The claimed row waits again, untried (the claim's attempt is taken back), due at ``due``."""
+        with engine_for(self.settings).begin() as conn:
+            store.settle_post(
+                conn,
+                row.id,
+                "retry" if row.attempts > 1 else "queued",
+                now,
+                worker=self.worker,
+                next_attempt_at=due,
+                attempts_back=True,
+                reply=reply,
+            )
 
     def _cap_reached(self, row: PostRow, cap: int, now: datetime) -> bool:
         tz = self.settings.tz

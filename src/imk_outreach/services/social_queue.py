@@ -18,7 +18,14 @@ from imk_outreach.db.posts import PostRow as PostRow
 from imk_outreach.errors import ImkError
 from imk_outreach.models import Campaign, Edition, Post
 from imk_outreach.services import social
-from imk_outreach.services.compose import EditionError, ShortEditionError, compose, shortfall
+from imk_outreach.services.compose import (
+    EditionError,
+    ShortEditionError,
+    compose,
+    current_selection,
+    get_campaign,
+    shortfall,
+)
 from imk_outreach.services.database import engine_for
 
 log = logging.getLogger(__name__)
@@ -176,7 +183,7 @@ def get_post(settings: Settings, post_id: int) -> PostRow:
     with engine_for(settings).connect() as conn:
         row = store.get_post(conn, post_id)
     if row is None:
-        raise PostError(f"no social post {post_id} (see 'imk-outreach status' for the upcoming posts)")
+        raise PostError(f"no social post {post_id} (see 'imk-outreach posts' for the waiting ones)")
     return row
 
 
@@ -201,7 +208,9 @@ RESOLUTIONS = ("sent", "retry", "failed")
 
 def resolve(settings: Settings, post_id: int, verdict: str, by: str, now: datetime | None = None) -> PostRow:
     """Settle a post whose outcome is unknown (the request went out, no answer came): ``sent`` (it is
-    on the platform), ``retry`` (it is not: post it again) or ``failed`` (give it up).
+    on the platform), ``retry`` (it is not: post it again) or ``failed`` (give it up). A ``failed`` post
+    can be given ``retry`` too (its channel's credentials were renewed since). A ``failed`` post
+    can be given ``retry`` too (its channel's credentials were renewed since).
 
     :raises PostError: no such post, or it is not ``unknown``, or ``verdict`` is not one of
         :data:`RESOLUTIONS`.
@@ -210,9 +219,11 @@ def resolve(settings: Settings, post_id: int, verdict: str, by: str, now: dateti
     if verdict not in RESOLUTIONS:
         raise PostError(f"resolve a post as one of {', '.join(RESOLUTIONS)}, not {verdict!r}")
     row = get_post(settings, post_id)
-    if row.state != "unknown":
+    retried = row.state == "failed" and verdict == "retry"  # e.g. its channel's token was renewed since
+    if row.state != "unknown" and not retried:
         raise PostError(
-            f"post {post_id} is {row.state}; only a post whose outcome is unknown can be resolved"
+            f"post {post_id} is {row.state}; only a post whose outcome is unknown can be resolved "
+            "(and a failed one retried)"
         )
     note = f"resolved as {verdict} by {by}"
     with engine_for(settings).begin() as conn:
@@ -224,7 +235,9 @@ def resolve(settings: Settings, post_id: int, verdict: str, by: str, now: dateti
             reply=f"{row.reply or ''} ({note})".strip(),
             error=None if verdict != "failed" else note,
         )
-        if verdict != "retry" and not store.has_pending(conn, row.edition_id):
+        if verdict == "retry":
+            store.set_edition_state(conn, row.edition_id, "queued")  # it has a post waiting again
+        elif not store.has_pending(conn, row.edition_id):
             store.set_edition_state(conn, row.edition_id, "sent")
     log.info("post %d on %s %s", post_id, row.channel, note)
     got = get_post(settings, post_id)
@@ -317,3 +330,26 @@ def post_new_items(
             log.error("campaign %s: %s", campaign.name, exc)
             outcomes.append(TriggerOutcome(campaign.name, error=str(exc)))
     return outcomes
+
+
+def plan_posts(
+    settings: Settings, campaign_name: str, now: datetime | None = None
+) -> list[tuple[Post, datetime]]:
+    """What ``send`` would queue now, each post with its slot; stores nothing (``send --dry-run``)."""
+    now = now or datetime.now(UTC)
+    campaign = get_campaign(settings, campaign_name)
+    with engine_for(settings).connect() as conn:
+        open_editions = store.list_editions(conn, campaign.name, store.OPEN_STATES)
+    frozen = open_editions[0] if open_editions and open_editions[0].state in ("approved", "held") else None
+    edition = frozen or current_selection(settings, campaign, now)
+    posts = social.render_posts(settings, campaign, edition)
+    with engine_for(settings).connect() as conn:
+        slots = {
+            c.name: _slots_for(conn, settings, c, now) for c in social.campaign_channels(settings, campaign)
+        }
+    planned = []
+    for post in posts:
+        at = slots[post.channel].next_free(now)
+        slots[post.channel].take(at)
+        planned.append((post, at))
+    return planned

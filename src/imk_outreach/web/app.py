@@ -22,7 +22,7 @@ from imk_outreach.config import Settings
 from imk_outreach.errors import DatabaseError, ImkError
 from imk_outreach.services.redact import without_addresses
 from imk_outreach.services.subscriptions import InputError, InvalidTokenError, Mailer, MailError
-from imk_outreach.web import hygiene, media, ops, public
+from imk_outreach.web import admin, hygiene, media, ops, public
 from imk_outreach.web.hygiene import SECURITY_HEADERS
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
@@ -55,6 +55,7 @@ def create_app(
     app.add_exception_handler(MailError, _unavailable)
     app.add_exception_handler(DatabaseError, _unavailable)
     app.add_exception_handler(ImkError, _failed)
+    admin.install(app, settings)
     hygiene.install(app, settings)
     return app
 
