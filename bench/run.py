@@ -8,7 +8,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import deliver_bench, gather_bench, render_bench, scaleout_bench, signup_bench  # noqa: E402
+from bench import (  # noqa: E402
+    admin_pages,
+    deliver_bench,
+    gather_bench,
+    render_bench,
+    scaleout_bench,
+    signup_bench,
+)
 
 BENCHMARKS = [
     gather_bench.main,
@@ -16,6 +23,7 @@ BENCHMARKS = [
     deliver_bench.main,
     lambda: scaleout_bench.main([]),
     signup_bench.main,
+    lambda: admin_pages.main([]),
 ]
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.server
 import re
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,15 +18,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imk_outreach.config import Settings
 from imk_outreach.services import compose, staff, subscriber_staff
 from imk_outreach.web.app import create_app
 from tests.conftest import IN_CI, REPO, ConfigFactory
 from tests.support.items import days_before, store_items
+from tests.support.liveserver import Recorder, Seen, listening_socket, served
 from tests.support.smtpserver import SmtpTestServer
 from tests.support.subscribers import parse
 from tests.test_browser_newsletter import CHROMIUM, CHROMIUM_ARGS
@@ -72,40 +68,6 @@ sections:
 # -- the app, served -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A POST the app received: its path, Origin, whether the session cookie came with it, the status."""
-
-    path: str
-    origin: str | None
-    with_session: bool
-    status: int
-
-
-class Recorder:
-    """Records every POST reaching the app (as the server sees it) around the real app."""
-
-    def __init__(self, app: ASGIApp, seen: list[Seen]) -> None:
-        self.app = app
-        self.seen = seen
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        cookies = [part.strip().split("=", 1)[0] for part in headers.get("cookie", "").split(";")]
-        status: list[int] = []
-
-        async def recording(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-            await send(message)
-
-        await self.app(scope, receive, recording)
-        self.seen.append(Seen(scope["path"], headers.get("origin"), "imk_admin" in cookies, status[0]))
-
-
 @dataclass
 class Site:
     url: str
@@ -113,13 +75,7 @@ class Site:
     edition_id: int
     subscriber_id: int
     smtp: SmtpTestServer
-    seen: list[Seen] = field(default_factory=list)
-
-
-def _listening() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
+    seen: list[Seen] = field(default_factory=list)  # the POSTs the app got
 
 
 @pytest.fixture
@@ -133,7 +89,7 @@ def site(make_settings: ConfigFactory, tmp_path: Path, smtp_server: SmtpTestServ
     """The real app on a free port of 127.0.0.1 (``public_url`` is that address), with 4 stored items and
     one whose title carries a script, 5 confirmed subscribers, a draft of the bilingual ``monthly``
     newsletter and the staff user ``anna`` (with an email address). The app's clock stands at NOW."""
-    sock = _listening()
+    sock = listening_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     (tmp_path / "campaigns").mkdir()
     (tmp_path / "campaigns" / "monthly.yaml").write_text(MONTHLY, encoding="utf-8")
@@ -157,18 +113,8 @@ def site(make_settings: ConfigFactory, tmp_path: Path, smtp_server: SmtpTestServ
     eve = next(s for s in added if s.email == "eve@example.org")
     assert eve.id is not None
     made = Site(url, settings, draft.id, eve.id, smtp_server)
-    app = Recorder(create_app(settings, clock=lambda: NOW), made.seen)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield made
-    server.should_exit = True
-    thread.join(15)
-    sock.close()
+    with served(Recorder(create_app(settings, clock=lambda: NOW), made.seen), sock):
+        yield made
 
 
 # -- the browser ---------------------------------------------------------------------------------------
@@ -207,9 +153,20 @@ class Visits:
         return page
 
     def shot(self, page: Page, label: str) -> None:
+        """The whole page. With newsletter frames, they are loaded first and the window is made as
+        tall as the page (a full-page capture leaves frames below the first screen blank)."""
         self.count += 1
         self.folder.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(self.folder / f"{self.count:02d}-{label}.png"), full_page=True)
+        path = str(self.folder / f"{self.count:02d}-{label}.png")
+        if not loaded(page):
+            page.screenshot(path=path, full_page=True)
+            return
+        viewport = page.viewport_size
+        assert viewport is not None
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": viewport["width"], "height": height})
+        page.screenshot(path=path)
+        page.set_viewport_size(viewport)
 
     def errors(self) -> list[tuple[str, str, str]]:
         """Console errors but the favicon the browser asks for by itself (the app has none)."""
@@ -263,15 +220,24 @@ def sign_in(page: Page, site: Site, name: str = "anna", password: str = PASSWORD
     return sent.value.status
 
 
+def loaded(page: Page, selector: str = "iframe") -> list[Frame]:
+    """The frames of the iframes at ``selector``, loaded (they load lazily: scrolled into view first)."""
+    frames = []
+    for iframe in page.locator(selector).all():
+        iframe.scroll_into_view_if_needed()
+        handle = iframe.element_handle()
+        frame = handle.content_frame() if handle is not None else None
+        assert frame is not None, f"no frame in {selector}"
+        source = iframe.get_attribute("src") or ""
+        frame.wait_for_url(re.compile(re.escape(source) + "$"))
+        frame.wait_for_load_state("load")
+        frames.append(frame)
+    return frames
+
+
 def preview_frame(page: Page, language: str) -> Frame:
-    """The newsletter frame of ``language`` (loaded lazily: scrolled into view first)."""
-    iframe = page.locator(f"#preview-{language} iframe")
-    iframe.scroll_into_view_if_needed()
-    handle = iframe.element_handle()
-    frame = handle.content_frame() if handle is not None else None
-    assert frame is not None, f"no frame for {language}"
-    frame.wait_for_load_state("load")
-    assert frame.url.endswith(f"/html/{language}"), frame.url
+    """The newsletter frame of ``language``, loaded."""
+    [frame] = loaded(page, f"#preview-{language} iframe")
     return frame
 
 
@@ -354,7 +320,9 @@ def test_a_new_staff_member_signs_in_previews_approves_and_queues_the_edition(
     subjects = sorted(str(message["Subject"]) for message in tests)
     assert len(subjects) == 2
     assert subjects[0].startswith("[Test] Der Blick nach vorne") and subjects[1].startswith("[Test] Looking")
-    assert compose.list_editions(site.settings, "monthly") == [compose.get_edition(site.settings, site.edition_id)]
+    assert compose.list_editions(site.settings, "monthly") == [
+        compose.get_edition(site.settings, site.edition_id)
+    ]
 
     # queue it: the page shows the rows per state
     page.get_by_role("button", name="Senden", exact=True).click()
@@ -441,7 +409,8 @@ def test_a_cross_site_post_without_the_csrf_token_is_refused(
         assert edition_state(site) == ("draft", None)
 
     # the session cookie without the form's token (no Origin either): the CSRF check refuses it
-    for form in ({"force": "1"}, {"force": "1", "csrf_token": "forged-token"}):
+    forms: list[dict[str, str | float | bool]] = [{"force": "1"}, {"force": "1", "csrf_token": "forged"}]
+    for form in forms:
         answer = context.request.post(site.url + approve, form=form, max_redirects=0)
         assert answer.status == 403, form
         assert site.seen[-1].with_session and site.seen[-1].origin is None
@@ -513,13 +482,15 @@ def test_anonymous_requests_are_turned_away_to_the_sign_in(
     assert f"/admin/editions/{site.edition_id}/approve" in posts
     context = new_context("de-DE")
     page = visits.watch(context.new_page())
-    for path in [*gets, "/admin/", "/admin/no/such/page"]:
+    for path in [*gets, "/admin/", "/admin/no/such/page"]:  # the dashboard's two spellings, an unknown page
         page.goto(site.url + path)
         assert path_of(page) == "/admin/login", path
         if path not in ("/admin", "/admin/", "/admin/no/such/page"):
             assert parse_qs(urlsplit(page.url).query)["next"] == [path], path
         assert page.locator("#username").is_visible()
-        visits.shot(page, re.sub(r"[^a-z0-9]+", "-", path.strip("/")) or "admin")
+        visits.shot(
+            page, re.sub(r"[^a-z0-9]+", "-", path.strip("/")) + ("-slash" if path.endswith("/") else "")
+        )
     for path in posts:
         answer = context.request.post(site.url + path, form={"csrf_token": "x"}, max_redirects=0)
         assert answer.status == 303, path
@@ -543,7 +514,7 @@ def _admin_routes(site: Site) -> list[tuple[str, str]]:
         "item_id": "x1",
         "language": "de",
     }
-    found = []
+    found: list[tuple[str, str]] = []
     for path, methods in create_app(site.settings).openapi()["paths"].items():
         if (path == "/admin" or path.startswith("/admin/")) and path != "/admin/login":
             filled = re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "1"), path)
@@ -584,6 +555,7 @@ def test_password_guessing_through_the_form_is_throttled(
         ("de-DE", ["Anmelden", "Benutzername", "Passwort"], "User name"),
         ("en-US", ["Sign in", "User name", "Password"], "Benutzername"),
     ],
+    ids=["de-DE", "en-US"],
 )
 def test_the_sign_in_page_speaks_the_browsers_language(
     site: Site,

@@ -60,7 +60,7 @@ def test_add_with_the_password_on_stdin(
     )
     assert (code, err) == (0, "")
     assert out.splitlines() == [
-        "added staff user anna (language de, email anna@example.org)",
+        "added staff user anna (language of the browser, email anna@example.org)",
         "they sign in at https://news.example.org/admin/login",
     ]
     code, out, _ = add(
@@ -136,7 +136,7 @@ def test_list_and_remove(settings: Settings, capsys: pytest.CaptureFixture[str])
     assert code == 0
     created = NOW.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
     rows = [re.split(r"\s*│\s*", line.strip("│ ")) for line in out.splitlines() if line.startswith("│")]
-    assert rows == [["anna", "anna@example.org", "de", created], ["bert", "-", "en", created]]
+    assert rows == [["anna", "anna@example.org", "browser", created], ["bert", "-", "en", created]]
 
     code, out, err = run_cli(settings, capsys, "users", "remove", "anna")
     assert (code, out, err) == (0, "removed staff user anna (signed out everywhere)\n", "")
@@ -170,7 +170,7 @@ def test_the_password_is_asked_twice_without_echo(settings: Settings) -> None:
     child.sendline(GOOD)
     code, output = finish(child)
     assert code == 0, output
-    assert "added staff user anna (language de)" in output
+    assert "added staff user anna (language of the browser)" in output
     assert GOOD not in output  # never echoed
     assert signs_in(settings, "anna", GOOD)
 

@@ -102,12 +102,13 @@ def test_readme_links_every_doc() -> None:
         "subscribers.md",
         "operations.md",
         "architecture.md",
+        "admin.md",
     ):
         assert f"(docs/{name})" in readme, name
     assert "make bench" in readme
 
 
-_COMMAND_DOCS = (README, DOCS / "campaigns.md", DOCS / "sources.md", DOCS / "config.md")
+_COMMAND_DOCS = (README, DOCS / "campaigns.md", DOCS / "sources.md", DOCS / "config.md", DOCS / "admin.md")
 
 
 def _written_commands(text: str) -> list[str]:

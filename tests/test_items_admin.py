@@ -300,3 +300,21 @@ def test_slug_of_titles() -> None:
     assert items_admin.slug("<script>") == "script"
     assert items_admin.slug("日本") == "item"
     assert len(items_admin.slug("wort " * 40)) <= 60
+
+
+def test_a_folder_that_cannot_be_written_is_a_clear_error_and_nothing_is_added(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = Path.write_text
+
+    def disk_full(self: Path, *args: object, **kwargs: object) -> int:
+        if self.parent == tmp_path / "manual":
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(ManualItemError, match="cannot be written \\(No space left on device\\)") as error:
+        _add(settings)
+    assert error.value.field == "source" and str(tmp_path / "manual") in str(error.value)
+    monkeypatch.undo()
+    assert [p for p in (tmp_path / "manual").iterdir() if p.suffix == ".yaml"] == []

@@ -332,3 +332,23 @@ def test_the_language_follows_accept_language_then_the_users_choice(settings: Se
     # the choice is the user's, not the browser's: a German browser signed in as anna shows English
     german_browser.sign_in()
     assert '<html lang="en"' in german_browser.get("/admin").text
+
+
+def test_a_user_who_never_chose_a_language_gets_the_browsers(settings: Settings) -> None:
+    add_staff(settings, name="ben", email=None, language=None)
+    english = client_for(settings, **{"Accept-Language": "en-GB,en;q=0.9"})
+    english.sign_in("ben")
+    assert '<html lang="en"' in english.get("/admin").text
+    german = client_for(settings, **{"Accept-Language": "de-AT,de;q=0.9"})
+    german.sign_in("ben")
+    assert '<html lang="de"' in german.get("/admin").text
+
+
+def test_a_refused_foreign_origin_says_where_to_open_the_app(settings: Settings) -> None:
+    client = client_for(settings, **{"Accept-Language": "en"})
+    response = client.post(
+        "/admin/login", data={"username": "anna"}, headers={"Origin": "http://localhost:9"}
+    )
+    assert response.status_code == 403
+    assert "Request refused" in response.text and f"{PUBLIC_URL}/admin" in response.text
+    assert response.headers["content-security-policy"] == ADMIN_CSP

@@ -202,7 +202,7 @@ def test_the_dashboard_links_the_waiting_edition_and_shows_sources_and_queue(
     depth = page.xpath("//section[@id='queue']//tr[1]/td")[0].text_content()
     assert depth == "0"
     next_runs = page.xpath("//section[@id='next-runs']//td[1]/text()")
-    assert "campaign digest" in next_runs and "gather manual" in next_runs
+    assert "Kampagne digest" in next_runs and "Abruf der Quelle manual" in next_runs  # in the UI language
 
 
 # -- approve, queue, deliver ---------------------------------------------------------------------------

@@ -323,7 +323,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="erase without asking (for scripts)")
     p.set_defaults(func=cmd_subscribers_erase)
 
-    p = sub.add_parser("serve", parents=[common], help="run the web app (subscribe, confirm, unsubscribe)")
+    p = sub.add_parser(
+        "serve", parents=[common], help="run the web app: sign-up pages, and the staff app at /admin"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.set_defaults(func=cmd_serve)

@@ -23,7 +23,9 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
     if password is None:
         return 1
     user = staff.add_user(settings, name, password, email=args.email, language=args.language)
-    details = f"language {user.language}" + (f", email {user.email}" if user.email else "")
+    details = f"language {user.language or 'of the browser'}" + (
+        f", email {user.email}" if user.email else ""
+    )
     print(f"added staff user {user.name} ({details})")
     print(f"they sign in at {settings.public_url.rstrip('/')}/admin/login")
     return 0
@@ -65,7 +67,9 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
         table.add_column(column, no_wrap=True)
     for user in users:
         created = local_time(settings, user.created_at)
-        table.add_row(Text(user.name), Text(user.email or "-"), Text(user.language), Text(created))
+        table.add_row(
+            Text(user.name), Text(user.email or "-"), Text(user.language or "browser"), Text(created)
+        )
     console.print(table)
     return 0
 
@@ -93,7 +97,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--email", metavar="EMAIL", help="their address (for test mails from the web app)")
     p.add_argument(
-        "--language", choices=staff.LANGUAGES, default="de", help="language of the web app (default de)"
+        "--language",
+        choices=staff.LANGUAGES,
+        default=None,
+        help="language of the web app (default: the browser's)",
     )
     p.set_defaults(func=cmd_users_add)
 

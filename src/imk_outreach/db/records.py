@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,6 +87,32 @@ def iter_edition_deliveries(
         if len(rows) < batch:
             return
         last = rows[-1].id
+
+
+def rows_per_language(conn: Connection, edition_id: int, channel: str) -> dict[str, int]:
+    """The edition's rows on ``channel`` per language, counted in SQL (one row per language)."""
+    query = (
+        select(outbox.c.language, func.count())
+        .where(outbox.c.edition_id == edition_id, outbox.c.channel == channel)
+        .group_by(outbox.c.language)
+    )
+    return {str(language): int(count) for language, count in conn.execute(query)}
+
+
+def first_in_states(
+    conn: Connection, edition_id: int, channel: str, states: Sequence[str], limit: int
+) -> list[OutboxRecord]:
+    """The edition's first ``limit`` rows on ``channel`` in ``states`` (queue order)."""
+    query = (
+        select(*_COLUMNS)
+        .select_from(outbox.outerjoin(subscribers, subscribers.c.id == outbox.c.subscriber_id))
+        .where(
+            outbox.c.edition_id == edition_id, outbox.c.channel == channel, outbox.c.state.in_(list(states))
+        )
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    return [_record(row) for row in conn.execute(query)]
 
 
 def subscriber_deliveries(conn: Connection, subscriber_id: int) -> list[OutboxRecord]:

@@ -38,7 +38,7 @@ class UserRow:
     id: int
     name: str
     email: str | None
-    language: str
+    language: str | None
     password_hash: str
     created_at: datetime
 
@@ -77,7 +77,7 @@ def _user(row: Any) -> UserRow:
 
 
 def insert_user(
-    conn: Connection, name: str, email: str | None, language: str, password_hash: str, now: datetime
+    conn: Connection, name: str, email: str | None, language: str | None, password_hash: str, now: datetime
 ) -> UserRow:
     """Add a user; the UNIQUE name raises IntegrityError when one of that name exists."""
     values = {"name": name, "email": email, "language": language, "password_hash": password_hash}

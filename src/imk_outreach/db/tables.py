@@ -366,7 +366,7 @@ staff_users = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("email", String(320)),
-    Column("language", String(8), nullable=False),
+    Column("language", String(8)),  # NULL: the browser's Accept-Language decides
     Column("password_hash", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -9,7 +9,6 @@ posts), a draft what it renders to now. Nothing is stored or changed.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -177,18 +176,12 @@ def _newsletter(settings: Settings, base: EditionReview, failed_limit: int) -> E
 def _outbox_per_language(
     settings: Settings, edition_id: int, failed_limit: int
 ) -> tuple[dict[str, int], list[OutboxRecord]]:
-    """Mail rows per language and the first failed ones, in one pass over the edition's rows
-    (streamed in batches: memory stays flat for a campaign of 100,000)."""
-    per_language: Counter[str] = Counter()
-    failed: list[OutboxRecord] = []
+    """Mail rows per language (counted in SQL) and the first failed ones: two short queries however
+    many recipients the edition had."""
     with engine_for(settings).connect() as conn:
-        for record in store.iter_edition_deliveries(conn, edition_id):
-            if record.channel != CHANNEL:
-                continue
-            per_language[record.language] += 1
-            if record.state in FAILED_STATES and len(failed) < failed_limit:
-                failed.append(record)
-    return dict(per_language), failed
+        per_language = store.rows_per_language(conn, edition_id, CHANNEL)
+        failed = store.first_in_states(conn, edition_id, CHANNEL, FAILED_STATES, failed_limit)
+    return per_language, failed
 
 
 def _social(settings: Settings, base: EditionReview) -> EditionReview:

@@ -383,9 +383,16 @@ def _write_new(folder: Path, stem: str, text: str) -> Path:
     The text goes to a temporary file first, which is then linked to its name, so a gather running at
     the same time never reads half a file, and an existing file is never replaced (link fails then).
     """
-    folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{stem}.{secrets.token_hex(4)}.tmp"
-    temporary.write_text(text, encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+    except OSError as exc:  # read-only folder, disk full: say where, for the operator
+        reason = exc.strerror or type(exc).__name__
+        raise ManualItemError(
+            "source",
+            f"the folder {folder} cannot be written ({reason}); ask the operator to make it writable",
+        ) from None
     try:
         for number in range(1, 1000):
             path = folder / (f"{stem}.yaml" if number == 1 else f"{stem}-{number}.yaml")

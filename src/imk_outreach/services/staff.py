@@ -73,7 +73,7 @@ class StaffUser:
     id: int
     name: str
     email: str | None
-    language: str
+    language: str | None  # None: not chosen; the browser's Accept-Language decides
     created_at: datetime
 
 
@@ -132,7 +132,7 @@ def add_user(
     password: str,
     *,
     email: str | None = None,
-    language: str = "de",
+    language: str | None = None,
     now: datetime | None = None,
 ) -> StaffUser:
     """Add a staff user.
@@ -144,7 +144,8 @@ def add_user(
     """
     name = check_name(name)
     address = _check_email(email)
-    _check_language(language)
+    if language is not None:
+        _check_language(language)
     check_password(password, name)
     password_hash = _hasher.hash(_normal(password))
     try:

@@ -94,7 +94,15 @@ class SameOriginAdmin(hygiene.SameOriginSignup):
         if scope["type"] == "http" and scope["method"] == "POST" and _is_admin(path):
             if self.cross_site(Headers(scope=scope)):
                 log.info("POST /admin refused with 403: an admin form sent from another site")
-                page = hygiene.neutral_page(Request(scope), "bad_request", 403, {"Connection": "close"})
+                request = Request(scope)
+                language = common.language_for(request, None)
+                address = common.settings_of(request).public_url.rstrip("/") + "/admin"
+                context = {
+                    "title": common.t(language, "origin.title"),
+                    "body": common.t(language, "origin.body", address=address),
+                }
+                page = common.render(request, None, "refused.html.j2", context, status=403)
+                page.headers["Connection"] = "close"
                 await page(scope, receive, send)
                 return
         await self.app(scope, receive, send)

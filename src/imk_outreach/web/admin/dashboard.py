@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from imk_outreach.services import desk
 from imk_outreach.services.staff import StaffSession
-from imk_outreach.web.admin.common import clock_of, render, settings_of, staff
+from imk_outreach.web.admin.common import clock_of, language_for, render, settings_of, staff, t
 
 router = APIRouter()  # "/admin/"; "/admin" itself is added to the prefixed router by ``install``
 
@@ -21,4 +21,20 @@ Staff = Annotated[StaffSession, Depends(staff)]
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def dashboard(request: Request, session: Staff) -> HTMLResponse:
     overview = desk.overview(settings_of(request), clock_of(request))
-    return render(request, session, "dashboard.html.j2", {"o": overview})
+    language = language_for(request, session)
+    labels = [(_job(language, run.job), _detail(language, run.detail)) for run in overview.next_runs]
+    return render(request, session, "dashboard.html.j2", {"o": overview, "run_labels": labels})
+
+
+def _job(language: str, job: str) -> str:
+    """``campaign monthly`` -> ``Kampagne monthly``; the names stay as config.yaml writes them."""
+    kind, _, name = job.partition(" ")
+    key = {"campaign": "dash.job_campaign", "gather": "dash.job_gather"}.get(kind)
+    return t(language, key, name=name) if key else job
+
+
+def _detail(language: str, detail: str) -> str:
+    if detail.startswith("every "):
+        return t(language, "dash.every", span=detail.removeprefix("every "))
+    key = {"manual": "dash.by_hand", "each new item": "dash.each_new_item"}.get(detail)
+    return t(language, key) if key else detail  # cron: / at: as the campaign file writes them

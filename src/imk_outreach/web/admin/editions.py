@@ -10,9 +10,10 @@ rows per state and the failed recipients with the server's reply (:mod:`services
 Buttons, each a POST with the CSRF token, answered 303 back to the page with a done-message:
 approve ("Freigeben"; a held edition is released at once, as ``imk-outreach approve`` does), queue
 an approved edition now (as ``imk-outreach send --yes``), cancel a queued one, and send a test to the
-signed-in user's address. A refusal of a service (an :class:`ImkError`) is shown on the page inside a
-translated sentence, with the status 409. Holding an edition by hand is not offered: no service does
-it (the scheduler holds late runs by itself).
+signed-in user's address (while the edition is not queued yet: the test is of the current draft), and
+hold one not yet queued (its approval is withdrawn until someone approves again). A refusal of a
+service (an :class:`ImkError`) is shown on the page inside a translated sentence, with the status 409;
+a refusal for too few items offers "approve anyway" / "send anyway".
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def _page(
         "can_send": review.approval == "approved",
         "can_cancel": review.edition.state in ("queued", "sending"),
         "can_hold": review.edition.state in ("draft", "approved"),
-        "can_test": review.kind == "newsletter" and review.problem is None,
+        "can_test": review.kind == "newsletter"
+        and review.problem is None
+        and review.edition.state in ("draft", "approved", "held"),
     }
     return render(request, session, "edition.html.j2", context, status=status)
 
@@ -153,12 +156,13 @@ async def approve(request: Request, edition_id: int, session: Staff) -> Response
 
 @router.post("/editions/{edition_id}/send", response_model=None)
 async def send(request: Request, edition_id: int, session: Staff) -> Response:
-    await form_with_csrf(request, session)
+    form = await form_with_csrf(request, session)
+    force = form.get("force") == "1"  # "send anyway": below min_items, after a person saw the refusal
     settings, now = settings_of(request), clock_of(request)
 
     def run() -> str:
         edition = compose.get_edition(settings, edition_id)
-        report = dispatch.send(settings, edition.campaign, now, edition_id=edition_id)
+        report = dispatch.send(settings, edition.campaign, now, force=force, edition_id=edition_id)
         return "nothing" if report.already_queued else "queued"
 
     return await _act(request, session, edition_id, run)

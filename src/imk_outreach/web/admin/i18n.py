@@ -50,6 +50,13 @@ STRINGS: dict[str, dict[str, str]] = {
     },
     "error.not_found": {"de": "Diese Ausgabe gibt es nicht.", "en": "There is no such edition."},
     # -- done messages (``?done=<key>`` after a POST) -----------------------------------------------
+    "origin.title": {"de": "Anfrage abgelehnt", "en": "Request refused"},
+    "origin.body": {
+        "de": "Das Formular kam von einer anderen Adresse als der des Programms. Öffnen Sie es unter "
+        "{address} und versuchen Sie es dort noch einmal.",
+        "en": "The form came from another address than the app's own. Open the app at {address} and try "
+        "again there.",
+    },
     "done.language": {"de": "Sprache gespeichert.", "en": "Language saved."},
     "done.approved": {"de": "Ausgabe freigegeben.", "en": "Edition approved."},
     "done.released": {
@@ -63,17 +70,25 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "Edition held: it goes out only once it is approved again.",
     },
     "done.test_sent": {
-        "de": "Testversand an Ihre Adresse eingereiht.",
-        "en": "A test to your address is queued.",
+        "de": "Test an Ihre Adresse verschickt.",
+        "en": "A test was sent to your address.",
     },
     "done.nothing": {"de": "Nichts zu tun.", "en": "Nothing to do."},
     # -- dashboard -----------------------------------------------------------------------------------
     "dash.title": {"de": "Übersicht", "en": "Dashboard"},
-    "dash.awaiting": {"de": "Warten auf Freigabe", "en": "Waiting for approval"},
+    "dash.awaiting": {
+        "de": "Noch nicht versandt: Entwürfe und Freigaben",
+        "en": "Not sent yet: drafts and approved",
+    },
     "dash.awaiting_none": {"de": "Keine Ausgabe wartet auf Freigabe.", "en": "No edition is waiting."},
     "dash.held": {"de": "Angehaltene Läufe", "en": "Held runs"},
     "dash.held_none": {"de": "Kein Lauf ist angehalten.", "en": "No run is held."},
     "dash.next_runs": {"de": "Nächste geplante Läufe", "en": "Next scheduled runs"},
+    "dash.job_campaign": {"de": "Kampagne {name}", "en": "Campaign {name}"},
+    "dash.job_gather": {"de": "Abruf der Quelle {name}", "en": "Gathering source {name}"},
+    "dash.every": {"de": "alle {span}", "en": "every {span}"},
+    "dash.by_hand": {"de": "von Hand", "en": "by hand"},
+    "dash.each_new_item": {"de": "bei jeder neuen Meldung", "en": "on each new item"},
     "dash.next_runs_none": {"de": "Nichts geplant.", "en": "Nothing scheduled."},
     "dash.queue": {"de": "Versandwarteschlange", "en": "Sending queue"},
     "dash.queue_depth": {"de": "In der Warteschlange", "en": "Waiting in the queue"},
@@ -173,7 +188,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "Approve anyway (too few new items)",
     },
     "ed.list": {"de": "Verteiler: {name}", "en": "Mailing list: {name}"},
-    "ed.send": {"de": "Senden", "en": "Queue now"},
+    "ed.send": {"de": "Senden", "en": "Send"},
+    "ed.send_anyway": {"de": "Trotzdem senden", "en": "Send anyway"},
     "ed.cancel": {"de": "Abbrechen", "en": "Cancel"},
     "ed.hold": {"de": "Zurückhalten", "en": "Hold"},
     "ed.hold_note": {

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("email", sa.String(320)),
-        sa.Column("language", sa.String(8), nullable=False),
+        sa.Column("language", sa.String(8)),  # NULL: the browser decides
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
