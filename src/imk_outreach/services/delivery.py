@@ -407,8 +407,14 @@ def _result(
 
 
 def _backoff(settings: Settings, delivery: Delivery) -> timedelta:
+    return retry_delay(settings, delivery.attempts)
+
+
+def retry_delay(settings: Settings, attempts: int) -> timedelta:
+    """The wait before the next try after ``attempts`` tries: exponential from ``smtp.retry``'s base,
+    capped at its maximum (mail and social posts alike)."""
     retry = settings.smtp.retry
-    delay: timedelta = retry.base_delay * (2 ** max(0, delivery.attempts - 1))
+    delay: timedelta = retry.base_delay * (2 ** max(0, attempts - 1))
     return min(delay, retry.max_delay)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +28,7 @@ from imk_outreach.errors import ImkError
 from imk_outreach.publishers.base import Outcome, PostResult, PublishError, SocialPublisher
 from imk_outreach.services import channels as channel_service
 from imk_outreach.services.database import engine_for
-from imk_outreach.services.delivery import worker_name
+from imk_outreach.services.delivery import retry_delay, worker_name
 from imk_outreach.services.social_queue import CAP_RESUME
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _backoff(settings: Settings, attempts: int) -> timedelta:
-    retry = settings.smtp.retry
-    delay: timedelta = retry.base_delay * (2 ** max(0, attempts - 1))
-    return min(delay, retry.max_delay)
-
-
 def settle_stale(settings: Settings, now: datetime) -> int:
     """Posts a dead worker left ``posting``: retried where that is safe, else ``unknown`` for a person."""
     with engine_for(settings).begin() as conn:
@@ -104,7 +99,7 @@ def _channel_type(settings: Settings, name: str) -> str | None:
 
 
 class _Run:
-    def __init__(self, settings: Settings, worker: str, clock: object) -> None:
+    def __init__(self, settings: Settings, worker: str, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.worker = worker
         self.clock = clock
@@ -113,7 +108,7 @@ class _Run:
         self.report = PostReport()
 
     def now(self) -> datetime:
-        return self.clock() if callable(self.clock) else _utc_now()
+        return self.clock()
 
     def publisher(self, channel: str) -> SocialPublisher:
         if channel not in self.publishers:
@@ -217,7 +212,7 @@ class _Run:
             self.report.sent += 1
         elif outcome is Outcome.RETRY and row.attempts < max_attempts:
             state = "retry"
-            wait = _backoff(self.settings, row.attempts)
+            wait = retry_delay(self.settings, row.attempts)
             if result.retry_after is not None:
                 wait = max(wait, timedelta(seconds=result.retry_after))
             values.update(next_attempt_at=now + wait, error=result.reply)
@@ -259,7 +254,7 @@ def deliver_posts(
     """
     if not settings.channels:
         return PostReport()
-    run = _Run(settings, worker or worker_name("posts"), (lambda: now) if now is not None else None)
+    run = _Run(settings, worker or worker_name("posts"), (lambda: now) if now is not None else _utc_now)
     settle_stale(settings, run.now())
     try:
         while (limit is None or run.report.handled < limit) and not (stop is not None and stop.is_set()):

@@ -107,6 +107,24 @@ def _slots_for(conn: object, settings: Settings, channel: ChannelSettings, now: 
     return _Slots(channel, tz, store.scheduled_times(conn, channel.name, day_start))  # type: ignore[arg-type]
 
 
+def _channel_slots(conn: object, settings: Settings, campaign: Campaign, now: datetime) -> dict[str, _Slots]:
+    return {c.name: _slots_for(conn, settings, c, now) for c in social.campaign_channels(settings, campaign)}
+
+
+def _placed(
+    settings: Settings, campaign: Campaign, posts: Sequence[Post], now: datetime
+) -> list[tuple[Post, datetime]]:
+    """Each post with the slot it would take if queued now, in order; nothing is stored."""
+    with engine_for(settings).connect() as conn:
+        slots = _channel_slots(conn, settings, campaign, now)
+    placed = []
+    for post in posts:
+        at = slots[post.channel].next_free(now)
+        slots[post.channel].take(at)
+        placed.append((post, at))
+    return placed
+
+
 def next_slot(settings: Settings, channel_name: str, now: datetime | None = None) -> datetime:
     """When a post queued now on the channel would go (its next free slot within the daily cap)."""
     now = now or datetime.now(UTC)
@@ -160,9 +178,7 @@ def send_social(
     with engine_for(settings).begin() as conn:
         if store.lock_edition(conn, edition.id) not in ("approved", "held"):
             return SocialSendReport(edition, 0, already_queued=True)
-        slots = {
-            c.name: _slots_for(conn, settings, c, now) for c in social.campaign_channels(settings, campaign)
-        }
+        slots = _channel_slots(conn, settings, campaign, now)
         for post in posts:
             at = slots[post.channel].next_free(now)
             added = store.queue_post(conn, edition.id, post, at, now)
@@ -281,16 +297,7 @@ def preview_social(settings: Settings, campaign_name: str, now: datetime | None 
     result = compose(settings, campaign_name, now, keep_short=True)
     assert result.edition is not None  # keep_short always composes
     posts = social.render_posts(settings, result.campaign, result.edition)
-    with engine_for(settings).connect() as conn:
-        slots = {
-            c.name: _slots_for(conn, settings, c, now)
-            for c in social.campaign_channels(settings, result.campaign)
-        }
-    placed = []
-    for post in posts:
-        at = slots[post.channel].next_free(now)
-        slots[post.channel].take(at)
-        placed.append((post, at))
+    placed = _placed(settings, result.campaign, posts, now)
     return SocialPreview(result.edition, result.skipped, tuple(placed), upcoming(settings))
 
 
@@ -342,14 +349,4 @@ def plan_posts(
         open_editions = store.list_editions(conn, campaign.name, store.OPEN_STATES)
     frozen = open_editions[0] if open_editions and open_editions[0].state in ("approved", "held") else None
     edition = frozen or current_selection(settings, campaign, now)
-    posts = social.render_posts(settings, campaign, edition)
-    with engine_for(settings).connect() as conn:
-        slots = {
-            c.name: _slots_for(conn, settings, c, now) for c in social.campaign_channels(settings, campaign)
-        }
-    planned = []
-    for post in posts:
-        at = slots[post.channel].next_free(now)
-        slots[post.channel].take(at)
-        planned.append((post, at))
-    return planned
+    return _placed(settings, campaign, social.render_posts(settings, campaign, edition), now)
